@@ -1,0 +1,55 @@
+# rollout-harness: every target does its own set-up (venv, docker, toolchain).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HARNESS := $(BIN)/rollout-harness
+PYTEST := $(BIN)/pytest
+
+.PHONY: help setup toolchain toolchain-check cluster-up cluster-down test lint unit e2e bench clean
+
+help:
+	@echo "make test        lint, unit tests, then e2e tests on a real kind cluster"
+	@echo "make toolchain   docker, kind, node image (built from Go modules if needed)"
+	@echo "make cluster-up  a kind cluster from the toolchain; make cluster-down deletes it"
+	@echo "make bench       server and load benchmarks (figures for the README)"
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+toolchain: setup
+	$(HARNESS) toolchain
+
+toolchain-check: setup
+	$(HARNESS) toolchain --check
+
+cluster-up: setup
+	$(HARNESS) cluster up
+
+cluster-down: setup
+	$(HARNESS) cluster down
+
+lint: setup
+	$(BIN)/ruff check harness tests load images/model-server bench
+	$(BIN)/mypy
+
+unit: setup
+	$(PYTEST) tests/unit -q
+
+e2e: toolchain
+	$(PYTEST) tests/e2e -m e2e -v
+
+test: lint unit e2e
+
+bench: setup
+	$(BIN)/python bench/bench_server.py
+	$(BIN)/python bench/bench_recording.py
+
+clean:
+	-$(HARNESS) cluster down
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache reports

@@ -1,0 +1,98 @@
+"""The model chart as production receives it: packaged at a version, in a repository.
+
+Production bumps the chart version and the image tag together and fetches
+the chart from a Helm repository. `package()` makes that .tgz (version and
+appVersion aligned) with the real helm CLI, `Repository` keeps a folder of
+packages with its index.yaml, and `serve()` publishes it on 127.0.0.1 so the
+Pulumi program fetches by repo URL and version exactly like production.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import logging
+import tarfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from harness import errors, procs
+from harness.toolchain.cache import REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+CHART_DIR = REPO_ROOT / "charts" / "ml-model"
+CHART_NAME = "ml-model"
+
+
+@dataclass(frozen=True)
+class Repository:
+    folder: Path
+    helm: Path
+    log_path: Path
+
+    def package(self, version: str) -> Path:
+        """Add the chart at `version` (appVersion the same) and re-index."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        target = self.folder / f"{CHART_NAME}-{version}.tgz"
+        if not target.exists():
+            procs.run([self.helm, "package", CHART_DIR, "--version", version, "--app-version",
+                       version, "--destination", self.folder], log_path=self.log_path,
+                      what=f"helm package {CHART_NAME} {version}", error=errors.DeployError)
+        procs.run([self.helm, "repo", "index", self.folder], log_path=self.log_path,
+                  what="helm repo index", error=errors.DeployError)
+        return target
+
+    def versions(self) -> list[str]:
+        index = self.folder / "index.yaml"
+        if not index.exists():
+            return []
+        entries = yaml.safe_load(index.read_text()).get("entries", {}).get(CHART_NAME, [])
+        return sorted(str(entry["version"]) for entry in entries)
+
+    def require(self, version: str) -> None:
+        """Fail, naming what is there, unless the repository holds `version`."""
+        available = self.versions()
+        if version not in available:
+            raise errors.DeployError(
+                f"chart {CHART_NAME} {version} is not in the repository {self.folder}; "
+                f"available: {', '.join(available) or 'none'}"
+            )
+
+    def unpacked(self, version: str, into: Path) -> Path:
+        """The packaged chart at `version` as a folder, for the local-folder source."""
+        target = into / f"{CHART_NAME}-{version}"
+        if not (target / "Chart.yaml").exists():
+            archive = self.package(version)
+            into.mkdir(parents=True, exist_ok=True)
+            tmp = into / f".{target.name}.tmp"
+            with tarfile.open(archive) as tar:
+                tar.extractall(tmp, filter="data")
+            (tmp / CHART_NAME).rename(target)
+            tmp.rmdir()
+        return target
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("chart repository: " + format, *args)
+
+
+@contextlib.contextmanager
+def serve(folder: Path) -> Iterator[str]:
+    """Serve `folder` on 127.0.0.1 (a free port) for the block; yield its URL."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="chart-repo", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -1,0 +1,233 @@
+"""kind clusters through pytest-kind's KindCluster, with our kind and node image.
+
+A cluster's kubeconfig lives in the state folder of the cache, never in
+~/.kube, so the harness never touches a user's contexts. A leftover cluster
+of the same name is reused when healthy and recreated otherwise; a cluster
+that does not become ready is deleted before the error is raised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pytest_kind import KindCluster
+
+from harness import errors, progress
+from harness.settings import ClusterSettings
+from harness.toolchain import Toolchain
+from harness.toolchain.cache import Cache
+
+log = logging.getLogger(__name__)
+
+POD_SUBNET = "10.244.0.0/16"
+"""Must contain the node's fixed CNI range (toolchain/node-image/rootfs/etc/cni)."""
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    kubeconfig: Path
+    host_port: int
+    """127.0.0.1:host_port reaches the model Service's nodePort."""
+    node_image: str
+    kind: KindCluster
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.host_port}"
+
+
+@dataclass(frozen=True)
+class Status:
+    name: str
+    exists: bool
+    running: bool
+    ready: bool
+    node_image: str
+    detail: str
+
+
+def kind_config(settings: ClusterSettings) -> str:
+    config = {
+        "kind": "Cluster",
+        "apiVersion": "kind.x-k8s.io/v1alpha4",
+        "networking": {"disableDefaultCNI": True, "podSubnet": POD_SUBNET},
+        "nodes": [{
+            "role": "control-plane",
+            "extraPortMappings": [{
+                "containerPort": settings.node_port,
+                "hostPort": settings.host_port,
+                "listenAddress": "127.0.0.1",
+                "protocol": "TCP",
+            }],
+        }],
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def state_dir(cache: Cache, name: str) -> Path:
+    path = cache.state / "clusters" / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _kind_cluster(settings: ClusterSettings, toolchain: Toolchain) -> KindCluster:
+    folder = state_dir(toolchain.cache, settings.name)
+    # KindCluster makes a .pytest-kind/NAME folder in the working directory;
+    # keep it in our state folder rather than wherever the user stands.
+    with contextlib.chdir(folder):
+        return KindCluster(
+            settings.name,
+            kubeconfig=folder / "kubeconfig",
+            image=toolchain.node_image,
+            kind_path=toolchain.kind,
+            kubectl_path=toolchain.kubectl,
+        )
+
+
+def up(settings: ClusterSettings, toolchain: Toolchain) -> Cluster:
+    """A ready cluster: the healthy leftover of the same name, or a new one."""
+    kind = _kind_cluster(settings, toolchain)
+    cluster = Cluster(settings.name, kind.kubeconfig_path, settings.host_port,
+                      toolchain.node_image, kind)
+    current = status(settings, toolchain)
+    if current.exists:
+        if current.ready and current.node_image == toolchain.node_image:
+            progress.say(f"cluster {settings.name}: reusing the healthy cluster of that name")
+            return cluster
+        progress.say(f"cluster {settings.name}: a leftover of that name is unusable "
+                     f"({current.detail}); recreating it")
+        _delete(kind)
+    started = time.monotonic()
+    config = state_dir(toolchain.cache, settings.name) / "kind-config.yaml"
+    config.write_text(kind_config(settings))
+    with progress.step(f"creating cluster {settings.name} from {toolchain.node_image}"):
+        try:
+            kind.create(config_file=config)
+        except subprocess.CalledProcessError as e:
+            _delete(kind)
+            raise errors.ClusterError(
+                f"kind could not create cluster {settings.name} (exit {e.returncode}); its "
+                "output is above. Check `docker info` and free ports "
+                f"({settings.host_port} on 127.0.0.1)"
+            ) from e
+    with progress.step(f"waiting for cluster {settings.name} to be ready"):
+        try:
+            wait_ready(kind.kubeconfig_path, settings.ready_timeout)
+        except errors.ClusterError:
+            if not settings.keep:
+                _delete(kind)
+            raise
+    toolchain.cache.record("cluster-up", seconds=round(time.monotonic() - started, 1),
+                           image=toolchain.node_image)
+    return cluster
+
+
+def down(settings: ClusterSettings, toolchain: Toolchain) -> None:
+    kind = _kind_cluster(settings, toolchain)
+    with progress.step(f"deleting cluster {settings.name}"):
+        _delete(kind)
+
+
+def _delete(kind: KindCluster) -> None:
+    try:
+        kind.delete()
+    except subprocess.CalledProcessError as e:
+        raise errors.ClusterError(
+            f"kind could not delete cluster {kind.name} (exit {e.returncode}); remove its "
+            "containers with: docker rm -f $(docker ps -aq --filter "
+            f"label=io.x-k8s.kind.cluster={kind.name})"
+        ) from e
+    left = node_containers(kind.name)
+    if left:
+        subprocess.run(["docker", "rm", "-f", *left], capture_output=True, check=False)
+    _remove_kind_network_if_unused()
+    Path(kind.kubeconfig_path).unlink(missing_ok=True)
+
+
+def _remove_kind_network_if_unused() -> None:
+    """kind leaves its `kind` docker network behind; drop it when no node uses it."""
+    out = subprocess.run(
+        ["docker", "network", "inspect", "kind", "--format", "{{len .Containers}}"],
+        capture_output=True, text=True, check=False,
+    )
+    if out.returncode == 0 and out.stdout.strip() == "0":
+        subprocess.run(["docker", "network", "rm", "kind"], capture_output=True, check=False)
+
+
+def node_containers(name: str) -> list[str]:
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=io.x-k8s.kind.cluster={name}"],
+        capture_output=True, text=True, check=False,
+    )
+    return out.stdout.split()
+
+
+def status(settings: ClusterSettings, toolchain: Toolchain) -> Status:
+    name = settings.name
+    containers = node_containers(name)
+    if not containers:
+        return Status(name, False, False, False, "", "no cluster of that name")
+    inspect = subprocess.run(
+        ["docker", "inspect", "--format", "{{.State.Running}}|{{.Config.Image}}", containers[0]],
+        capture_output=True, text=True, check=False,
+    )
+    running_text, _, image = inspect.stdout.strip().partition("|")
+    running = running_text == "true"
+    kubeconfig = state_dir(toolchain.cache, name) / "kubeconfig"
+    if not running:
+        return Status(name, True, False, False, image, "its node container is not running")
+    if image != toolchain.node_image:
+        return Status(name, True, True, False, image, f"it runs node image {image}")
+    if not kubeconfig.exists() or kubeconfig.stat().st_size == 0:
+        return Status(name, True, True, False, image, "its kubeconfig is missing")
+    problem = readiness_problem(kubeconfig)
+    return Status(name, True, True, problem is None, image, problem or "ready")
+
+
+def readiness_problem(kubeconfig: Path) -> str | None:
+    """Why the cluster is not ready (node Ready, coredns running), or None."""
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        api_client = config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
+        api: Any = client.CoreV1Api(api_client)
+        nodes = api.list_node(_request_timeout=10).items
+        if not nodes:
+            return "no nodes registered"
+        for node in nodes:
+            conditions = {c.type: c.status for c in node.status.conditions or []}
+            if conditions.get("Ready") != "True":
+                return f"node {node.metadata.name} is not Ready"
+        pods = api.list_namespaced_pod(
+            "kube-system", label_selector="k8s-app=kube-dns", _request_timeout=10
+        ).items
+        running = [p for p in pods if p.status.phase == "Running" and all(
+            cs.ready for cs in p.status.container_statuses or [])]
+        if not pods or len(running) < len(pods):
+            return f"coredns: {len(running)} of {len(pods)} pods running and ready"
+    except (ApiException, OSError, ValueError) as e:
+        return f"the API server does not answer ({type(e).__name__})"
+    except Exception as e:  # urllib3 errors derive from Exception only
+        return f"the API server does not answer ({type(e).__name__}: {e})"
+    return None
+
+
+def wait_ready(kubeconfig: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    problem = readiness_problem(kubeconfig)
+    while problem is not None:
+        if time.monotonic() > deadline:
+            raise errors.ClusterError(
+                f"the cluster was not ready after {timeout:.0f}s: {problem}"
+            )
+        time.sleep(2)
+        problem = readiness_problem(kubeconfig)

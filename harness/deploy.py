@@ -1,0 +1,282 @@
+"""Deploying and upgrading the model chart with the Pulumi program, inline.
+
+The harness runs programs/ml_model exactly as `pulumi up` would: the stack
+config holds the program's settings and the inline program reads them with
+`ModelConfig.from_pulumi_config`, so one program serves both ways of running
+it. State is a local file backend in the cache; each stack (one per cluster)
+has its own generated passphrase, stored with mode 0600.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from pulumi import automation as auto
+
+from harness import charts, errors, images, procs, progress
+from harness.cluster import Cluster, readiness_problem
+from harness.settings import Settings
+from harness.toolchain import DeployTools, Toolchain, pulumi
+from harness.toolchain.cache import REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+PROGRAM_FILE = REPO_ROOT / "programs" / "ml_model" / "ml_model_program.py"
+PROJECT = "ml-model"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one `up` did: the program's exports, the changes, the time taken."""
+
+    version: str
+    outputs: dict[str, Any]
+    changes: dict[str, int]
+    seconds: float
+
+
+def load_program() -> ModuleType:
+    """The program module, loaded from its file (it is not an installed package)."""
+    name = "ml_model_program"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, PROGRAM_FILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _inline_program() -> None:
+    import pulumi as sdk
+
+    program = load_program()
+    program.deploy(program.ModelConfig.from_pulumi_config(sdk.Config()))
+
+
+class ModelStack:
+    """The model's Pulumi stack on one cluster."""
+
+    def __init__(self, settings: Settings, cluster: Cluster, toolchain: Toolchain,
+                 tools: DeployTools) -> None:
+        self.settings = settings
+        self.cluster = cluster
+        self.toolchain = toolchain
+        self.tools = tools
+        self.cache = toolchain.cache
+        self.state = self.cache.state / "pulumi"
+        self.name = cluster.name
+        self.log_path = self.cache.log(f"pulumi-{self.name}")
+        self.repository = charts.Repository(self.cache.state / "charts", tools.helm,
+                                            self.cache.log("helm"))
+
+    # -- public operations -------------------------------------------------
+
+    def up(self, version: str, values: Mapping[str, Any] | None = None,
+           chart_repo: str | None = None) -> Outcome:
+        """Deploy `version` (chart and image aligned), or upgrade to it; await the rollout."""
+        self._require_api()
+        ref = images.ensure(self.settings, self.cache, version)
+        images.load(self.cluster.name, self.toolchain.kind, ref, self.cache)
+        self.repository.package(version)
+        self.repository.require(version)
+        chart_path = None if chart_repo else self.repository.unpacked(
+            version, self.cache.state / "charts-unpacked")
+        config = self._model_config(version, dict(values or {}), chart_path, chart_repo)
+        self._validate_values(version, config)
+        stack = self._stack()
+        stack.set_all_config(self._stack_config(config))
+        started = time.monotonic()
+        with progress.step(f"pulumi up: {PROJECT} {version} on {self.name}"):
+            result = self._run(lambda: stack.up(on_output=self._output, color="never"),
+                               f"pulumi up of {version}")
+        return Outcome(version, _plain(result.outputs), dict(result.summary.resource_changes or {}),
+                       round(time.monotonic() - started, 1))
+
+    def preview(self) -> dict[str, int]:
+        """Planned changes against the current config (an unchanged stack plans none)."""
+        self._require_api()
+        stack = self._stack()
+        result = self._run(lambda: stack.preview(on_output=self._output, color="never"),
+                           "pulumi preview")
+        return dict(result.change_summary)
+
+    def refresh(self) -> dict[str, int]:
+        self._require_api()
+        stack = self._stack()
+        result = self._run(lambda: stack.refresh(on_output=self._output, color="never"),
+                           "pulumi refresh")
+        return dict(result.summary.resource_changes or {})
+
+    def down(self) -> None:
+        """Destroy everything the stack deployed, then forget the stack."""
+        self._require_api()
+        stack = self._stack()
+        with progress.step(f"pulumi destroy: {PROJECT} on {self.name}"):
+            self._run(lambda: stack.destroy(on_output=self._output, color="never"),
+                      "pulumi destroy")
+            stack.workspace.remove_stack(self.name)
+
+    def outputs(self) -> dict[str, Any]:
+        return _plain(self._stack().outputs())
+
+    # -- the pieces ----------------------------------------------------------
+
+    def _model_config(self, version: str, values: dict[str, Any], chart_path: Path | None,
+                      chart_repo: str | None) -> Any:
+        program = load_program()
+        service = dict(values.get("service") or {})
+        service.setdefault("type", "NodePort")
+        service.setdefault("nodePort", self.settings.cluster.node_port)
+        values["service"] = service
+        try:
+            return program.ModelConfig(
+                chart_version=version,
+                chart_path=str(chart_path) if chart_path else None,
+                chart_repo=chart_repo,
+                replica_count=self.settings.deploy.replicas,
+                namespace=self.settings.deploy.namespace,
+                values=values,
+                timeout_seconds=self.settings.deploy.rollout_timeout,
+                host_port=self.cluster.host_port,
+            )
+        except ValueError as e:
+            raise errors.UsageError(str(e)) from e
+
+    def _stack_config(self, config: Any) -> dict[str, auto.ConfigValue]:
+        pairs: dict[str, Any] = {
+            "chartVersion": config.chart_version,
+            "chartPath": config.chart_path,
+            "chartRepo": config.chart_repo,
+            "replicaCount": config.replica_count,
+            "namespace": config.namespace,
+            "values": json.dumps(config.values),
+            "timeoutSeconds": config.timeout_seconds,
+            "hostPort": config.host_port,
+        }
+        return {key: auto.ConfigValue(value=str(value)) for key, value in pairs.items()
+                if value is not None}
+
+    def _validate_values(self, version: str, config: Any) -> None:
+        """Render the chart with helm first: schema errors surface before anything changes."""
+        values_file = self.cache.state / "charts" / f"values-{self.name}.json"
+        values_file.write_text(json.dumps(config.chart_values()))
+        chart = self.repository.folder / f"{charts.CHART_NAME}-{version}.tgz"
+        try:
+            procs.output([self.tools.helm, "template", "check", chart, "--namespace",
+                          config.namespace, "--values", values_file],
+                         what=f"the chart's values check for {version}",
+                         error=errors.DeployError)
+        except errors.DeployError as e:
+            raise errors.DeployError(f"chart values rejected, nothing was changed: {e}") from e
+
+    def _stack(self) -> auto.Stack:
+        self.state.mkdir(parents=True, exist_ok=True)
+        home = self.cache.state / "pulumi-home"
+        pulumi.install_plugin(self.tools.provider.parent, home)
+        env = {
+            "PULUMI_BACKEND_URL": self.state.as_uri(),
+            "PULUMI_CONFIG_PASSPHRASE_FILE": str(self._passphrase()),
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+            "PULUMI_IGNORE_AMBIENT_PLUGINS": "true",
+            "PULUMI_HOME": str(home),
+            "KUBECONFIG": str(self.cluster.kubeconfig),
+        }
+        for key, value in env.items():
+            # the inline program runs in this process and reads the same settings
+            os.environ[key] = value
+        options = auto.LocalWorkspaceOptions(
+            pulumi_home=str(home),
+            env_vars=env,
+            pulumi_command=auto.PulumiCommand(root=str(self.tools.pulumi_root)),
+            project_settings=auto.ProjectSettings(
+                name=PROJECT, runtime="python",
+                backend=auto.ProjectBackend(url=self.state.as_uri()),
+            ),
+        )
+        stack: auto.Stack = self._run(lambda: auto.create_or_select_stack(
+            self.name, project_name=PROJECT, program=_inline_program, opts=options),
+            f"selecting stack {self.name}")
+        self._clear_stale_lock()
+        return stack
+
+    def _passphrase(self) -> Path:
+        path = self.state / f"{self.name}.passphrase"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(32))
+        return path
+
+    def _clear_stale_lock(self) -> None:
+        """Remove the lock a killed run left behind (its process is gone)."""
+        locks = self.state / ".pulumi" / "locks"
+        for lock in locks.glob(f"*/{PROJECT}/{self.name}/*.json"):
+            try:
+                owner = json.loads(lock.read_text())
+            except (OSError, ValueError):
+                continue
+            pid = int(owner.get("pid", 0))
+            if owner.get("hostname") == os.uname().nodename and pid and _alive(pid):
+                continue
+            lock.unlink(missing_ok=True)
+            progress.say(f"stack {self.name}: removed the lock left by a killed run "
+                         f"(pid {pid}); continuing")
+
+    def _require_api(self) -> None:
+        problem = readiness_problem(self.cluster.kubeconfig)
+        if problem and "does not answer" in problem:
+            raise errors.DeployError(
+                f"the Kubernetes API is unreachable ({problem}); kubeconfig "
+                f"{self.cluster.kubeconfig}, context kind-{self.cluster.name}: is the cluster up?"
+            )
+
+    def _output(self, line: str) -> None:
+        with self.log_path.open("a") as out:
+            out.write(line if line.endswith("\n") else line + "\n")
+
+    def _run(self, call: Callable[[], Any], what: str) -> Any:
+        try:
+            return call()
+        except auto.ConcurrentUpdateError as e:
+            raise errors.DeployError(
+                f"{what}: stack {self.name} is locked by a running update; wait for it or "
+                f"stop it (details in {self.log_path})") from e
+        except auto.CommandError as e:
+            raise errors.DeployError(
+                f"{what} failed: {_last_error(str(e))} (full output in {self.log_path})") from e
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _plain(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: getattr(value, "value", value) for key, value in outputs.items()}
+
+
+def _last_error(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("error:") or "error:" in line:
+            return line
+    return lines[-1] if lines else text

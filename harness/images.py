@@ -1,0 +1,98 @@
+"""The model server image for each version under test, built and loaded into kind.
+
+No registry is involved anywhere: the image is built on the host and handed
+to the node with `kind load`. Where no base image can be pulled, the base is
+Debian bookworm's Python made by debootstrap, and the Python packages come
+from a wheelhouse that pip fills on the host (which can reach the package
+index even where containers cannot) — the usual air-gapped pattern.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from harness import errors, procs, progress
+from harness.settings import Settings
+from harness.toolchain import components, rootfs
+from harness.toolchain.cache import RECIPES, REPO_ROOT, Cache, recipe_hash
+
+SERVER_DIR = REPO_ROOT / "images" / "model-server"
+REPOSITORY = "rollout-harness/model-server"
+
+PYTHON_BASE = rootfs.Recipe(
+    name="python-base",
+    packages=rootfs.read_packages(RECIPES / "python-base" / "packages"),
+    files=(RECIPES / "python-base",),
+    changes=(components.PATH_ENV,),
+)
+
+
+def reference(version: str) -> str:
+    return f"{REPOSITORY}:{version}"
+
+
+def recipe_key(version: str) -> str:
+    return recipe_hash([SERVER_DIR / "Dockerfile", SERVER_DIR / "requirements.txt",
+                        SERVER_DIR / "model_server"], version)
+
+
+def wheelhouse(cache: Cache) -> Path:
+    """Wheels for requirements.txt, downloaded once per requirements file."""
+    key = recipe_hash([SERVER_DIR / "requirements.txt"], "cp311")
+    folder = cache.root / "wheelhouse" / key
+    if folder.exists():
+        return folder
+    from harness.toolchain.cache import building
+
+    with progress.step("downloading the model server's wheels"), building(folder) as tmp:
+        procs.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+             "--python-version", "3.11", "--platform", "manylinux2014_x86_64",
+             "--platform", "manylinux_2_28_x86_64", "--dest", tmp,
+             "-r", SERVER_DIR / "requirements.txt", "pip"],
+            log_path=cache.log("wheelhouse"), what="pip download of the server's wheels",
+            error=errors.ToolchainError,
+        )
+    return folder
+
+
+def ensure(settings: Settings, cache: Cache, version: str) -> str:
+    """The image of `version`, built unless one from the same sources exists."""
+    ref = reference(version)
+    key = recipe_key(version)
+    if components.label_of(ref) == key:
+        return ref
+    base = rootfs.ensure(cache, settings.toolchain, PYTHON_BASE)
+    wheels = wheelhouse(cache)
+    log_path = cache.log(f"image-model-server-{version}")
+    log_path.unlink(missing_ok=True)
+    with progress.step(f"building {ref}"), tempfile.TemporaryDirectory(dir=cache.root) as tmp:
+        context = Path(tmp)
+        shutil.copy(SERVER_DIR / "Dockerfile", context)
+        shutil.copy(SERVER_DIR / "requirements.txt", context)
+        shutil.copytree(SERVER_DIR / "model_server", context / "model_server",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(wheels, context / "wheels")
+        procs.run(
+            ["docker", "build", "--build-arg", f"BASE_IMAGE={base}",
+             "--build-arg", f"MODEL_VERSION={version}", "--label",
+             f"{components.LABEL}={key}", "--tag", ref, context],
+            log_path=log_path, what=f"docker build of {ref}", env={"DOCKER_BUILDKIT": "0"},
+        )
+    return ref
+
+
+def load(cluster_name: str, kind: Path, ref: str, cache: Cache) -> None:
+    """Put the image on the cluster's node (kind skips it when already there)."""
+    procs.run([kind, "load", "docker-image", "--name", cluster_name, ref],
+              log_path=cache.log("kind-load"), what=f"kind load of {ref}",
+              error=errors.ClusterError)
+
+
+def present(ref: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", ref], capture_output=True,
+                          check=False).returncode == 0

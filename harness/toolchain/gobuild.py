@@ -1,0 +1,59 @@
+"""Building main packages from the pinned Go wrapper modules in toolchain/.
+
+Each wrapper module (go.mod + go.sum committed) requires the upstream module
+at its release and, where upstream's go.mod uses local replaces, replaces
+them with the published twins. Builds are static, trimmed and stamped, and
+run with GOTOOLCHAIN=local so the machine's Go is used as is.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from harness import errors, procs
+from harness.toolchain.cache import RECIPES, Cache
+
+
+def go_binary() -> str:
+    go = shutil.which("go") or (
+        "/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None
+    )
+    if go is None:
+        raise errors.ToolchainError(
+            "building from Go modules needs Go 1.24 or newer on PATH: install Go, "
+            "or use --source release where downloads are reachable"
+        )
+    return go
+
+
+def build(
+    cache: Cache,
+    module: str,
+    packages: Sequence[str],
+    out_dir: Path,
+    *,
+    ldflags: str = "",
+    cgo: bool = False,
+    env: Mapping[str, str] | None = None,
+    module_dir: Path | None = None,
+) -> None:
+    """Build `packages` of toolchain/<module> into out_dir (one binary each)."""
+    directory = module_dir or RECIPES / module
+    log_path = cache.log(f"go-build-{module}")
+    log_path.unlink(missing_ok=True)
+    cmd = [go_binary(), "build", "-trimpath", "-ldflags", f"-s -w {ldflags}".strip()]
+    cmd += ["-o", f"{out_dir}/", *packages]
+    procs.run(
+        cmd,
+        log_path=log_path,
+        what=f"go build of module toolchain/{module}",
+        cwd=directory,
+        env={
+            "GOTOOLCHAIN": "local",
+            "CGO_ENABLED": "1" if cgo else "0",
+            "GOFLAGS": "-mod=readonly -buildvcs=false",
+            **(env or {}),
+        },
+    )

@@ -1,0 +1,248 @@
+"""Routes and responses of the model server, independent of the HTTP transport.
+
+``App.handle`` takes the parts of a request that matter (method, target,
+content type, body, whether the peer is loopback) and returns the route
+name for metrics and a ``Response``. No socket code here, so every status
+code is unit-testable and fuzzable without a server.
+
+Bad input never yields a 5xx: malformed JSON 400, wrong media type 415, a
+body of the wrong shape or type 422, unknown route 404, wrong method 405
+(oversized bodies get 413 from the transport, before the body is read).
+5xx are reserved for "not ready yet" (503), the ``-flaky`` build's injected
+failures (500), and genuine bugs (500, logged).
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Callable
+from typing import NamedTuple
+
+import orjson
+
+from model_server import metrics, model, train, versions
+from model_server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+JSON = b"application/json"
+
+
+class Response(NamedTuple):
+    """What to send back; the transport adds the standard headers."""
+
+    status: int
+    body: bytes
+    content_type: bytes = JSON
+    headers: bytes = b""
+    """Extra raw header lines, each ending in CRLF (e.g. ``Allow``)."""
+
+
+def error(status: int, message: str, headers: bytes = b"") -> Response:
+    """A JSON error body ``{"error": message}``."""
+    return Response(status, orjson.dumps({"error": message}), JSON, headers)
+
+
+def _is_json(content_type: bytes | None) -> bool:
+    if content_type is None:
+        return False
+    media = content_type.partition(b";")[0].strip().lower()
+    return media == JSON or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
+class App:
+    """The server's state and its routes.
+
+    ``model`` is ``None`` until ``serving`` has loaded it (and, for
+    ``-slow-start`` builds, waited); ``draining`` is set by the drain
+    trigger. Both are only touched from the event loop thread.
+    """
+
+    def __init__(self, settings: Settings, metadata: train.Metadata) -> None:
+        self.settings = settings
+        self.metadata = metadata
+        self.behaviour = versions.Behaviour(metadata["behaviour"])
+        self.version = metadata["version"]
+        self.version_header = self.version.encode("ascii")
+        self.model: model.Model | None = None
+        self.draining = False
+        self.on_drain: Callable[[], float] = self._drain_without_server
+        """Called by ``POST /drain``; returns seconds left until shutdown."""
+        self.metrics = metrics.Metrics(
+            info={
+                "name": settings.model_name,
+                "version": self.version,
+                "behaviour": self.behaviour.value,
+                "estimator": metadata["estimator"],
+            }
+        )
+        self._flaky_threshold = (
+            int(settings.flaky_rate * 10_000) if self.behaviour is versions.Behaviour.FLAKY else -1
+        )
+        name = settings.model_name
+        self._model_path = f"/v1/models/{name}".encode()
+        self._predict_path = self._model_path + b":predict"
+        self._healthz = orjson.dumps({"status": "alive"})
+        self._version = orjson.dumps(
+            {
+                "name": name,
+                "model_version": self.version,
+                "behaviour": self.behaviour.value,
+                "estimator": metadata["estimator"],
+                "holdout_accuracy": metadata["holdout_accuracy"],
+                "n_features": metadata["n_features"],
+                "model_sha256": metadata["model_sha256"],
+            }
+        )
+        # path -> (metrics route name, allowed methods, handler)
+        self._routes: dict[
+            bytes, tuple[str, bytes, Callable[[bytes, bytes | None, bytes, bool], Response]]
+        ] = {
+            self._predict_path: ("predict", b"POST", self._predict),
+            self._model_path: ("model", b"GET, HEAD", self._model_status),
+            b"/v1/models": ("models", b"GET, HEAD", self._models),
+            b"/healthz": ("healthz", b"GET, HEAD", self._health),
+            b"/readyz": ("readyz", b"GET, HEAD", self._ready),
+            b"/version": ("version", b"GET, HEAD", self._version_info),
+            b"/metrics": ("metrics", b"GET, HEAD", self._metrics),
+            b"/drain": ("drain", b"POST", self._drain),
+        }
+
+    @property
+    def ready(self) -> bool:
+        """Model loaded and answering, not draining, and not a ``-never-ready`` build."""
+        return (
+            self.model is not None
+            and not self.draining
+            and self.behaviour is not versions.Behaviour.NEVER_READY
+        )
+
+    def handle(
+        self,
+        method: bytes,
+        target: bytes,
+        content_type: bytes | None,
+        body: bytes,
+        loopback: bool,
+    ) -> tuple[str, Response]:
+        """Answer one request; returns the metrics route name and the response."""
+        path = target.partition(b"?")[0] if b"?" in target else target
+        route = self._routes.get(path)
+        if route is None:
+            if path.startswith(b"/v1/models/"):
+                return "unknown", error(
+                    404,
+                    f"no model at {path.decode('latin-1')}; this server serves "
+                    f"/v1/models/{self.settings.model_name}",
+                )
+            return "unknown", error(404, f"no route {path.decode('latin-1')}")
+        name, allowed, handler = route
+        verb = b"GET" if method == b"HEAD" else method
+        if verb not in allowed.split(b", "):
+            return name, error(
+                405,
+                f"{method.decode('latin-1')} not allowed; use {allowed.decode()}",
+                b"Allow: " + allowed + b"\r\n",
+            )
+        try:
+            return name, handler(method, content_type, body, loopback)
+        except Exception:
+            log.exception("bug answering %s %s", method, path)
+            return name, error(500, "internal error")
+
+    def _predict(
+        self, method: bytes, content_type: bytes | None, body: bytes, loopback: bool
+    ) -> Response:
+        if not _is_json(content_type):
+            got = "none" if content_type is None else content_type.decode("latin-1")
+            return error(415, f"Content-Type must be application/json, got {got}")
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as e:
+            return error(400, f"malformed JSON: {e}")
+        loaded = self.model
+        n = self.metadata["n_features"]
+        if type(payload) is not dict or "instances" not in payload:
+            return error(422, f'body must be {{"instances": [[{n} numbers], ...]}}')
+        if loaded is None:
+            return error(503, "model not loaded yet")
+        try:
+            x = model.to_matrix(
+                payload["instances"], n, may_hold_bools=b"true" in body or b"false" in body
+            )
+        except model.InputError as e:
+            return error(422, str(e))
+        if self._flaky_threshold >= 0 and zlib.crc32(body) % 10_000 < self._flaky_threshold:
+            return error(500, "injected failure: this is a -flaky build")
+        predictions = loaded.predict(x)
+        return Response(
+            200,
+            orjson.dumps(
+                {"predictions": predictions, "model_version": self.version},
+                option=orjson.OPT_SERIALIZE_NUMPY,
+            ),
+        )
+
+    def _model_status(
+        self, method: bytes, content_type: bytes | None, body: bytes, loopback: bool
+    ) -> Response:
+        return Response(
+            200,
+            orjson.dumps(
+                {
+                    "name": self.settings.model_name,
+                    "ready": self.ready,
+                    "model_version": self.version,
+                }
+            ),
+        )
+
+    def _models(
+        self, method: bytes, content_type: bytes | None, body: bytes, loopback: bool
+    ) -> Response:
+        return Response(200, orjson.dumps({"models": [self.settings.model_name]}))
+
+    def _health(
+        self, method: bytes, content_type: bytes | None, body: bytes, loopback: bool
+    ) -> Response:
+        return Response(200, self._healthz)
+
+    def _ready(
+        self, method: bytes, content_type: bytes | None, body: bytes, loopback: bool
+    ) -> Response:
+        if self.ready:
+            return Response(200, b'{"ready":true}')
+        if self.draining:
+            reason = "draining"
+        elif self.model is None:
+            reason = "model loading"
+        else:
+            reason = "never-ready build"
+        return Response(503, orjson.dumps({"ready": False, "reason": reason}))
+
+    def _version_info(
+        self, method: bytes, content_type: bytes | None, body: bytes, loopback: bool
+    ) -> Response:
+        return Response(200, self._version)
+
+    def _metrics(
+        self, method: bytes, content_type: bytes | None, body: bytes, loopback: bool
+    ) -> Response:
+        self.metrics.draining = self.draining
+        self.metrics.ready = self.ready
+        return Response(200, self.metrics.render(), metrics.CONTENT_TYPE)
+
+    def _drain(
+        self, method: bytes, content_type: bytes | None, body: bytes, loopback: bool
+    ) -> Response:
+        if not loopback:
+            return error(403, "drain is only accepted from inside the pod (loopback)")
+        remaining = self.on_drain()
+        return Response(
+            200, orjson.dumps({"draining": True, "remaining_seconds": round(remaining, 3)})
+        )
+
+    def _drain_without_server(self) -> float:
+        self.draining = True
+        return 0.0

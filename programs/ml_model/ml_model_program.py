@@ -1,0 +1,520 @@
+"""The ml-model Pulumi program: the model server's Helm chart, version and image aligned.
+
+One program, two ways to run it: `pulumi up` in this folder (``__main__.py``
+reads the stack config) and the harness's Automation API, which loads this
+file and runs ``deploy(ModelConfig(...))`` inline. Either way the chart is
+rendered by ``kubernetes.helm.v3.Chart`` and every object becomes a Pulumi
+resource, so a changed Deployment is updated and its rollout awaited, bounded
+by ``pulumi.com/timeoutSeconds``.
+
+Chart values. ``values`` is passed to the chart as given; the program maps
+``image.repository``, ``image.tag`` and ``replicaCount`` on top of it. For
+each of those three the precedence is: the dedicated key (``imageRepository``,
+``imageTag``, ``replicaCount``) if set, else the same key inside ``values`` if
+set, else the dedicated key's default. Setting both to different values is a
+``ValueError``: two explicit answers to one question is a mistake, not a
+preference. The image tag defaults to ``chartVersion`` because the chart is
+packaged with appVersion = version; any other tag must be asked for.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import re
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, overload
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+CHART_NAME = "ml-model"
+"""The chart's name in Chart.yaml, also its name in a chart repository."""
+
+DEFAULT_IMAGE_REPOSITORY = "rollout-harness/model-server"
+DEFAULT_REPLICA_COUNT = 3
+DEFAULT_NAMESPACE = "ml-model"
+DEFAULT_RELEASE_NAME = "ml-model"
+DEFAULT_TIMEOUT_SECONDS = 300
+
+TIMEOUT_ANNOTATION = "pulumi.com/timeoutSeconds"
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+
+CONFIG_KEYS = (
+    "chartVersion", "imageRepository", "imageTag", "replicaCount", "namespace", "values",
+    "chartPath", "chartRepo", "releaseName", "timeoutSeconds", "hostPort", "nodeAddress",
+)
+"""Every stack config key the program reads (in the project's namespace, ``ml-model:``)."""
+
+_SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_REPOSITORY = re.compile(
+    rf"^(?:[A-Za-z0-9.-]+(?::[0-9]+)?/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*$"
+)
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_RELEASE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_HOST_LABEL = r"[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"^{_HOST_LABEL}(\.{_HOST_LABEL})*$")
+_RELEASE_NAME_MAX = 53
+"""Helm refuses longer release names."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What to deploy and where; one field per stack config key (camelCase there).
+
+    Constructing it validates it: a bad value raises ``ValueError`` naming the
+    config key, the value and what is allowed.
+    """
+
+    chart_version: str
+    """``chartVersion`` (required): the chart's SemVer version, e.g. ``1.2.0`` or
+    ``1.1.0-flaky``; picks the chart from ``chart_repo``, and is the image tag
+    unless ``image_tag`` says otherwise."""
+
+    chart_path: str | None = None
+    """``chartPath``: absolute path of a local chart folder or packaged ``.tgz``.
+    Exactly one of ``chart_path`` and ``chart_repo``."""
+
+    chart_repo: str | None = None
+    """``chartRepo``: URL of a Helm chart repository (``http://127.0.0.1:PORT``)
+    serving chart ``ml-model`` at ``chart_version``. Exactly one of
+    ``chart_path`` and ``chart_repo``."""
+
+    image_repository: str | None = None
+    """``imageRepository``: the model server image without tag; unset means
+    ``values.image.repository`` or else ``rollout-harness/model-server``."""
+
+    image_tag: str | None = None
+    """``imageTag``: unset means ``values.image.tag`` or else ``chart_version``
+    (the chart's appVersion). A different tag is allowed but must be explicit."""
+
+    replica_count: int | None = None
+    """``replicaCount``: pods, at least 1; unset means ``values.replicaCount`` or else 3."""
+
+    namespace: str = DEFAULT_NAMESPACE
+    """``namespace``: created by the program; every chart object goes into it."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+    """``values``: extra chart values (``gracefulDrain.enabled``, ``strategy.type``,
+    ``service.type``, ``service.nodePort``, ...), passed through as given."""
+
+    release_name: str = DEFAULT_RELEASE_NAME
+    """``releaseName``: the Helm release name; with the chart name it makes the
+    objects' names (the chart's fullname)."""
+
+    timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
+    """``timeoutSeconds``: seconds Pulumi awaits the Deployment's rollout before
+    failing the update (the ``pulumi.com/timeoutSeconds`` annotation)."""
+
+    host_port: int | None = None
+    """``hostPort``: port on 127.0.0.1 that reaches the Service's nodePort
+    (kind's extraPortMappings); makes ``serviceUrl`` ``http://127.0.0.1:PORT``."""
+
+    node_address: str | None = None
+    """``nodeAddress``: a node's IP or host name; with a NodePort Service makes
+    ``serviceUrl`` ``http://ADDRESS:NODEPORT``."""
+
+    def __post_init__(self) -> None:
+        _check_chart_version(self.chart_version)
+        _check_chart_source(self.chart_path, self.chart_repo)
+        if not isinstance(self.values, Mapping):
+            raise ValueError(f"values must be an object of chart values, not {self.values!r}")
+        object.__setattr__(self, "values", copy.deepcopy(dict(self.values)))
+        if self.image_repository is not None:
+            _check_image_repository("imageRepository", self.image_repository)
+        if self.image_tag is not None:
+            _check_image_tag("imageTag", self.image_tag)
+        if self.replica_count is not None:
+            _check_int("replicaCount", self.replica_count, 1)
+        _check_values(self)
+        if self.image_tag is None and "image.tag" not in _explicit_values(self.values):
+            _check_image_tag("chartVersion", self.chart_version,
+                             hint="a build suffix (+...) cannot be an image tag: set imageTag")
+        if not isinstance(self.namespace, str) or not _DNS_LABEL.match(self.namespace):
+            raise ValueError(
+                f"namespace must be a DNS label (lower-case letters, digits and '-', "
+                f"at most 63), not {self.namespace!r}"
+            )
+        if (not isinstance(self.release_name, str) or not _RELEASE_NAME.match(self.release_name)
+                or len(self.release_name) > _RELEASE_NAME_MAX):
+            raise ValueError(
+                f"releaseName must be a Helm release name (lower-case letters, digits, '-' "
+                f"and '.', at most {_RELEASE_NAME_MAX}), not {self.release_name!r}"
+            )
+        _check_int("timeoutSeconds", self.timeout_seconds, 1)
+        if self.host_port is not None:
+            _check_int("hostPort", self.host_port, 1, 65535)
+        if self.node_address is not None:
+            _check_node_address(self.node_address)
+
+    @classmethod
+    def from_pulumi_config(cls, config: pulumi.Config) -> ModelConfig:
+        """Reads and validates the stack config; unknown keys in the project's
+        namespace are an error (a misspelt key would otherwise be ignored)."""
+        unknown = sorted(set(_project_keys(config.name)) - set(CONFIG_KEYS))
+        if unknown:
+            raise ValueError(
+                f"unknown config key(s) {', '.join(unknown)} in {config.name!r}: "
+                f"allowed are {', '.join(CONFIG_KEYS)}"
+            )
+        try:
+            values = config.get_object("values")
+        except pulumi.ConfigTypeError as e:
+            raise ValueError(f"values must be a JSON object of chart values: {e}") from e
+        return cls(
+            chart_version=config.require("chartVersion"),
+            chart_path=config.get("chartPath"),
+            chart_repo=config.get("chartRepo"),
+            image_repository=config.get("imageRepository"),
+            image_tag=config.get("imageTag"),
+            replica_count=_config_int(config, "replicaCount"),
+            namespace=_config_str(config, "namespace", DEFAULT_NAMESPACE),
+            values=values if values is not None else {},
+            release_name=_config_str(config, "releaseName", DEFAULT_RELEASE_NAME),
+            timeout_seconds=_config_int(config, "timeoutSeconds", DEFAULT_TIMEOUT_SECONDS),
+            host_port=_config_int(config, "hostPort"),
+            node_address=config.get("nodeAddress"),
+        )
+
+    @property
+    def effective_image_repository(self) -> str:
+        """The image repository the chart gets (see the module docstring for precedence)."""
+        return str(self._resolved("image.repository", self.image_repository,
+                                  DEFAULT_IMAGE_REPOSITORY))
+
+    @property
+    def effective_image_tag(self) -> str:
+        """The image tag the chart gets; ``chart_version`` unless set explicitly."""
+        return str(self._resolved("image.tag", self.image_tag, self.chart_version))
+
+    @property
+    def effective_replica_count(self) -> int:
+        """The replica count the chart gets."""
+        return int(self._resolved("replicaCount", self.replica_count, DEFAULT_REPLICA_COUNT))
+
+    @property
+    def fullname(self) -> str:
+        """The chart's fullname for this release: the name of its Deployment and
+        Service (Helm's usual ``<chart>.fullname`` helper)."""
+        override = self.values.get("fullnameOverride")
+        if override:
+            return str(override)[:63].rstrip("-")
+        name = str(self.values.get("nameOverride") or CHART_NAME)
+        full = self.release_name if name in self.release_name else f"{self.release_name}-{name}"
+        return full[:63].rstrip("-")
+
+    def chart_values(self) -> dict[str, Any]:
+        """``values`` with image.repository, image.tag and replicaCount mapped on top."""
+        merged = copy.deepcopy(dict(self.values))
+        image = dict(merged.get("image") or {})
+        image["repository"] = self.effective_image_repository
+        image["tag"] = self.effective_image_tag
+        merged["image"] = image
+        merged["replicaCount"] = self.effective_replica_count
+        return merged
+
+    def _resolved(self, dotted: str, dedicated: Any, default: Any) -> Any:
+        if dedicated is not None:
+            return dedicated
+        explicit = _explicit_values(self.values)
+        return explicit.get(dotted, default)
+
+
+def deploy(config: ModelConfig) -> None:
+    """Creates the namespace and the chart's objects, and exports the rollout's state.
+
+    Exports: ``namespace``, ``chartVersion``, ``imageTag``, ``deployment``
+    (``readyReplicas``, ``updatedReplicas``, ``replicas``, ``revision``,
+    ``image``) and ``serviceUrl``.
+    """
+    _warn_if_local_chart_differs(config)
+    namespace = k8s.core.v1.Namespace(
+        "namespace",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=config.namespace),
+    )
+    chart = k8s.helm.v3.Chart(
+        config.release_name,
+        _chart_opts(config, _transformations(config, namespace)),
+        pulumi.ResourceOptions(depends_on=[namespace]),
+    )
+    deployment = chart.resources.apply(
+        lambda resources: _pick(resources, "apps/v1/Deployment", config)
+    )
+    service = chart.resources.apply(lambda resources: _pick(resources, "v1/Service", config))
+
+    pulumi.export("namespace", namespace.metadata.apply(lambda m: _field(m, "name")))
+    pulumi.export("chartVersion", config.chart_version)
+    pulumi.export("imageTag", config.effective_image_tag)
+    pulumi.export("deployment", deployment.apply(_deployment_status))
+    pulumi.export("serviceUrl", service.apply(lambda s: _service_url(s, config)))
+
+
+def _chart_opts(
+    config: ModelConfig, transformations: list[Any]
+) -> k8s.helm.v3.ChartOpts | k8s.helm.v3.LocalChartOpts:
+    if config.chart_path is not None:
+        return k8s.helm.v3.LocalChartOpts(
+            path=config.chart_path,
+            namespace=config.namespace,
+            values=config.chart_values(),
+            transformations=transformations,
+        )
+    return k8s.helm.v3.ChartOpts(
+        chart=CHART_NAME,
+        version=config.chart_version,
+        fetch_opts=k8s.helm.v3.FetchOpts(repo=config.chart_repo),
+        namespace=config.namespace,
+        values=config.chart_values(),
+        transformations=transformations,
+    )
+
+
+def _transformations(config: ModelConfig, namespace: pulumi.Resource) -> list[Any]:
+    """Bound the Deployment's rollout await; make every object wait for the namespace
+    (depends_on on the Chart component is not passed to its children)."""
+
+    def bound_rollout(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> None:
+        if obj.get("kind") == "Deployment" and str(obj.get("apiVersion", "")).startswith("apps/"):
+            metadata = obj.setdefault("metadata", {})
+            annotations = metadata.get("annotations") or {}
+            annotations[TIMEOUT_ANNOTATION] = str(config.timeout_seconds)
+            metadata["annotations"] = annotations
+
+    def after_namespace(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> None:
+        opts.depends_on = [namespace]
+
+    return [bound_rollout, after_namespace]
+
+
+def _pick(resources: Mapping[str, Any], gvk: str, config: ModelConfig) -> Any:
+    """The chart's object of this kind: the one named after the chart's fullname,
+    else the only one. Keys look like ``apps/v1/Deployment:NAMESPACE/NAME``."""
+    found = {key.split(":", 1)[1]: value for key, value in resources.items()
+             if key.split(":", 1)[0] == gvk}
+    wanted = f"{config.namespace}/{config.fullname}"
+    if wanted in found:
+        return found[wanted]
+    if len(found) == 1:
+        return next(iter(found.values()))
+    raise ValueError(
+        f"the chart has {len(found)} {gvk} objects ({', '.join(sorted(found)) or 'none'}) "
+        f"and none is {wanted}: cannot tell which one serves the model"
+    )
+
+
+def _deployment_status(deployment: k8s.apps.v1.Deployment) -> pulumi.Output[dict[str, Any]]:
+    def status(args: list[Any]) -> dict[str, Any]:
+        status, metadata, spec = args
+        annotations = _field(metadata, "annotations") or {}
+        containers = _field(_field(_field(spec, "template"), "spec"), "containers") or []
+        return {
+            "readyReplicas": _number(_field(status, "ready_replicas")),
+            "updatedReplicas": _number(_field(status, "updated_replicas")),
+            "replicas": _number(_field(status, "replicas")),
+            "revision": annotations.get(REVISION_ANNOTATION),
+            "image": _field(containers[0], "image") if containers else None,
+        }
+
+    return pulumi.Output.all(deployment.status, deployment.metadata, deployment.spec).apply(status)
+
+
+def _service_url(service: k8s.core.v1.Service, config: ModelConfig) -> pulumi.Output[str]:
+    def url(args: list[Any]) -> str:
+        metadata, spec, status = args
+        ports = list(_field(spec, "ports") or [])
+        port = next((p for p in ports if _field(p, "name") == "http"), ports[0] if ports else None)
+        number = _number(_field(port, "port")) or 80
+        for entry in _field(_field(status, "load_balancer"), "ingress") or []:
+            host = _field(entry, "ip") or _field(entry, "hostname")
+            if host:
+                return f"http://{_url_host(host)}:{number}"
+        if config.host_port is not None:
+            return f"http://127.0.0.1:{config.host_port}"
+        node_port = _number(_field(port, "node_port"))
+        if config.node_address and _field(spec, "type") == "NodePort" and node_port:
+            return f"http://{_url_host(config.node_address)}:{node_port}"
+        return f"http://{_field(metadata, 'name')}.{config.namespace}.svc.cluster.local:{number}"
+
+    return pulumi.Output.all(service.metadata, service.spec, service.status).apply(url)
+
+
+def _field(obj: Any, name: str) -> Any:
+    """A field of a resource output, whether the SDK gave a typed object or a dict
+    (snake_case or camelCase keys); None when absent."""
+    if obj is None:
+        return None
+    if isinstance(obj, Mapping):
+        camel = re.sub(r"_([a-z])", lambda m: m.group(1).upper(), name)
+        return obj.get(name, obj.get(camel))
+    return getattr(obj, name, None)
+
+
+def _number(value: Any) -> int:
+    """Kubernetes counts and ports arrive as floats through Pulumi's wire format."""
+    return int(value) if value is not None else 0
+
+
+def _warn_if_local_chart_differs(config: ModelConfig) -> None:
+    """A local chart whose own version is not ``chart_version`` is deployed anyway
+    (the chart folder serves several test versions), but the exported chartVersion
+    then names the image, not the chart: say so."""
+    if config.chart_path is None:
+        return
+    chart_yaml = Path(config.chart_path) / "Chart.yaml"
+    if not chart_yaml.is_file():
+        return
+    match = re.search(r"^version:\s*[\"']?([^\"'\s#]+)", chart_yaml.read_text(), re.MULTILINE)
+    if match and match.group(1) != config.chart_version:
+        pulumi.log.warn(
+            f"chartPath {config.chart_path} holds chart version {match.group(1)}, "
+            f"deploying it as chartVersion {config.chart_version}"
+        )
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+def _check_chart_version(value: Any) -> None:
+    if not isinstance(value, str) or not _SEMVER.match(value):
+        raise ValueError(
+            f"chartVersion must be a SemVer version like 1.2.0 or 1.1.0-flaky, not {value!r}"
+        )
+
+
+def _check_chart_source(path: Any, repo: Any) -> None:
+    if (path is None) == (repo is None):
+        given = "both" if path is not None else "neither"
+        raise ValueError(
+            f"exactly one of chartPath (a local chart folder or .tgz) and chartRepo "
+            f"(a chart repository URL) is required; got {given} "
+            f"(chartPath={path!r}, chartRepo={repo!r})"
+        )
+    if path is not None:
+        chart = Path(str(path))
+        if not chart.is_absolute():
+            raise ValueError(f"chartPath must be an absolute path, not {path!r}")
+        is_folder = (chart / "Chart.yaml").is_file()
+        is_archive = chart.is_file() and chart.name.endswith((".tgz", ".tar.gz"))
+        if not (is_folder or is_archive):
+            raise ValueError(
+                f"chartPath must be a chart folder (with Chart.yaml) or a packaged .tgz, "
+                f"not {path!r}"
+            )
+    if repo is not None:
+        parsed = urllib.parse.urlparse(str(repo))
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(
+                f"chartRepo must be an http(s) URL of a chart repository, "
+                f"like http://127.0.0.1:8879, not {repo!r}"
+            )
+
+
+def _check_image_repository(key: str, value: Any) -> None:
+    if not isinstance(value, str) or not _IMAGE_REPOSITORY.match(value):
+        raise ValueError(
+            f"{key} must be an image name without tag, like rollout-harness/model-server "
+            f"or 127.0.0.1:5000/model-server, not {value!r}"
+        )
+
+
+def _check_image_tag(key: str, value: Any, hint: str = "") -> None:
+    if not isinstance(value, str) or not _IMAGE_TAG.match(value):
+        raise ValueError(
+            f"{key} {value!r} is not a valid image tag (letters, digits, '_', '.', '-', "
+            f"at most 128, not starting with '.' or '-')" + (f": {hint}" if hint else "")
+        )
+
+
+def _check_int(key: str, value: Any, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (
+            high is not None and value > high):
+        allowed = f"an integer from {low} to {high}" if high is not None else \
+            f"an integer >= {low}"
+        raise ValueError(f"{key} must be {allowed}, not {value!r}")
+
+
+def _check_node_address(value: Any) -> None:
+    if isinstance(value, str):
+        try:
+            ipaddress.ip_address(value)
+            return
+        except ValueError:
+            if _HOSTNAME.match(value):
+                return
+    raise ValueError(f"nodeAddress must be an IP address or a host name, not {value!r}")
+
+
+def _check_values(config: ModelConfig) -> None:
+    explicit = _explicit_values(config.values)
+    checks: list[tuple[str, str, Any]] = [
+        ("image.repository", "imageRepository", config.image_repository),
+        ("image.tag", "imageTag", config.image_tag),
+        ("replicaCount", "replicaCount", config.replica_count),
+    ]
+    for dotted, key, dedicated in checks:
+        if dotted not in explicit:
+            continue
+        value = explicit[dotted]
+        if dotted == "image.repository":
+            _check_image_repository(f"values.{dotted}", value)
+        elif dotted == "image.tag":
+            _check_image_tag(f"values.{dotted}", value)
+        else:
+            _check_int(f"values.{dotted}", value, 1)
+        if dedicated is not None and dedicated != value:
+            raise ValueError(
+                f"{key}={dedicated!r} and values.{dotted}={value!r} disagree: set one of them"
+            )
+
+
+def _explicit_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The program-mapped keys that ``values`` sets (not None), by dotted name."""
+    found: dict[str, Any] = {}
+    image = values.get("image")
+    if isinstance(image, Mapping):
+        for name in ("repository", "tag"):
+            if image.get(name) is not None:
+                found[f"image.{name}"] = image[name]
+    elif image is not None:
+        raise ValueError(f"values.image must be an object, not {image!r}")
+    if values.get("replicaCount") is not None:
+        found["replicaCount"] = values["replicaCount"]
+    return found
+
+
+def _config_str(config: pulumi.Config, key: str, default: str) -> str:
+    raw = config.get(key)
+    return default if raw is None else raw
+
+
+@overload
+def _config_int(config: pulumi.Config, key: str) -> int | None: ...
+@overload
+def _config_int(config: pulumi.Config, key: str, default: int) -> int: ...
+def _config_int(config: pulumi.Config, key: str, default: int | None = None) -> int | None:
+    raw = config.get(key)
+    if raw is None:
+        return default
+    if not re.fullmatch(r"\s*-?\d+\s*", raw):
+        raise ValueError(f"{key} must be an integer, not {raw!r}")
+    return int(raw)
+
+
+def _project_keys(project: str) -> list[str]:
+    """Config keys set in the project's namespace (``ml-model:KEY`` → ``KEY``)."""
+    keys = set(pulumi.runtime.config.CONFIG.get()) | set(pulumi.runtime.config.get_config_env())
+    prefix = f"{project}:"
+    return [key[len(prefix):] for key in keys if key.startswith(prefix)]

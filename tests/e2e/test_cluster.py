@@ -1,0 +1,121 @@
+"""A kind cluster made from our own node image is a working Kubernetes."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+
+import pytest
+from kubernetes import client
+
+from harness import cluster as clusters
+from harness import progress
+from harness.settings import Settings
+from harness.toolchain import Toolchain
+
+from .kube_helpers import eventually, http_get_eventually, pod, wait_pod_done
+
+
+def test_node_is_ready_and_coredns_running(cluster: clusters.Cluster, api: client.ApiClient):
+    core = client.CoreV1Api(api)
+    nodes = core.list_node().items
+    assert len(nodes) == 1
+    ready = {c.type: c.status for c in nodes[0].status.conditions}["Ready"]
+    assert ready == "True"
+    assert nodes[0].status.node_info.kubelet_version == "v1.34.4"
+    dns = core.list_namespaced_pod("kube-system", label_selector="k8s-app=kube-dns").items
+    assert dns and all(p.status.phase == "Running" for p in dns)
+
+
+def test_node_runs_the_toolchain_image(cluster: clusters.Cluster, toolchain: Toolchain):
+    (container,) = clusters.node_containers(cluster.name)
+    image = subprocess.run(["docker", "inspect", "--format", "{{.Config.Image}}", container],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert image == toolchain.node_image
+
+
+@pytest.fixture
+def probe_service(api: client.ApiClient, namespace: str, probe_image: str,
+                  settings: Settings) -> str:
+    """A Deployment of the probe server behind the NodePort mapped to the host."""
+    apps = client.AppsV1Api(api)
+    labels = {"app": "probe"}
+    apps.create_namespaced_deployment(namespace, client.V1Deployment(
+        metadata=client.V1ObjectMeta(name="probe"),
+        spec=client.V1DeploymentSpec(
+            replicas=2,
+            selector=client.V1LabelSelector(match_labels=labels),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels),
+                spec=client.V1PodSpec(containers=[client.V1Container(
+                    name="probe", image=probe_image, image_pull_policy="Never",
+                    args=["serve", ":8080"],
+                    ports=[client.V1ContainerPort(container_port=8080)],
+                    readiness_probe=client.V1Probe(
+                        http_get=client.V1HTTPGetAction(path="/", port=8080),
+                        period_seconds=1),
+                )]),
+            ),
+        ),
+    ))
+    client.CoreV1Api(api).create_namespaced_service(namespace, client.V1Service(
+        metadata=client.V1ObjectMeta(name="probe"),
+        spec=client.V1ServiceSpec(
+            type="NodePort", selector=labels,
+            ports=[client.V1ServicePort(port=8080, target_port=8080,
+                                        node_port=settings.cluster.node_port)],
+        ),
+    ))
+
+    def available() -> bool:
+        status = apps.read_namespaced_deployment("probe", namespace).status
+        return status.available_replicas == 2
+
+    eventually(available, 120, "probe deployment available")
+    return "probe"
+
+
+def test_nodeport_answers_on_loopback(cluster: clusters.Cluster, probe_service: str):
+    body = http_get_eventually(cluster.base_url + "/", timeout=60)
+    assert body.startswith("probe probe-")
+
+
+def test_pod_reaches_service_by_dns_name(api: client.ApiClient, namespace: str,
+                                         probe_service: str, probe_image: str):
+    core = client.CoreV1Api(api)
+    url = f"http://{probe_service}.{namespace}.svc.cluster.local:8080/"
+    core.create_namespaced_pod(namespace, pod("client", probe_image, ["get", url, "60"]))
+    phase = wait_pod_done(core, namespace, "client", timeout=120)
+    logs = core.read_namespaced_pod_log("client", namespace)
+    assert phase == "Succeeded", logs
+    assert logs.startswith("probe probe-")
+
+
+def test_privileged_pod_runs(api: client.ApiClient, namespace: str, probe_image: str):
+    core = client.CoreV1Api(api)
+    core.create_namespaced_pod(namespace, pod("privileged", probe_image, ["caps"],
+                                              privileged=True))
+    phase = wait_pod_done(core, namespace, "privileged", timeout=120)
+    logs = core.read_namespaced_pod_log("privileged", namespace)
+    assert phase == "Succeeded", logs
+    cap_sys_admin = 21
+    assert (int(logs.strip(), 16) >> cap_sys_admin) & 1, f"CapEff {logs.strip()} lacks SYS_ADMIN"
+
+
+def test_healthy_leftover_is_reused(cluster: clusters.Cluster, settings: Settings,
+                                    toolchain: Toolchain):
+    with progress.redirected(io.StringIO()) as said:
+        again = clusters.up(settings.cluster, toolchain)
+    assert "reusing the healthy cluster" in said.getvalue()
+    assert again.kubeconfig == cluster.kubeconfig
+
+
+def test_broken_leftover_is_recreated(cluster: clusters.Cluster, settings: Settings,
+                                      toolchain: Toolchain):
+    (container,) = clusters.node_containers(cluster.name)
+    subprocess.run(["docker", "stop", "-t", "1", container], check=True, capture_output=True)
+    assert not clusters.status(settings.cluster, toolchain).ready
+    with progress.redirected(io.StringIO()) as said:
+        clusters.up(settings.cluster, toolchain)
+    assert "recreating it" in said.getvalue()
+    assert clusters.status(settings.cluster, toolchain).ready

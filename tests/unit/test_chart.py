@@ -1,0 +1,335 @@
+"""The ml-model chart: schema checks in pure Python, rendered objects with helm.
+
+The helm tests need a ``helm`` binary: ``$HELM``, then ``helm`` on PATH, then
+the toolchain's ``$HARNESS_CACHE_DIR/tools/helm-*/helm``. Without one they
+are skipped with a reason, unless ``HARNESS_REQUIRE_HELM=1`` (set it in CI
+once the toolchain provides helm) turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "ml-model"
+SCHEMA = json.loads((CHART / "values.schema.json").read_text())
+VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
+
+pytestmark = pytest.mark.timeout(120)
+
+
+# --- a small JSON-schema (draft-07 subset) checker, enough for values.schema.json ---
+
+_TYPES: dict[str, Any] = {
+    "object": dict,
+    "array": list,
+    "string": str,
+    "boolean": bool,
+    "null": type(None),
+}
+
+
+def _is_type(value: Any, name: str) -> bool:
+    if name == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if name == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, _TYPES[name])
+
+
+def schema_errors(value: Any, schema: dict[str, Any], path: str = "$") -> list[str]:
+    """Errors of ``value`` against ``schema``; supports what values.schema.json uses."""
+    if "$ref" in schema:
+        node: Any = SCHEMA
+        for part in schema["$ref"].removeprefix("#/").split("/"):
+            node = node[part]
+        return schema_errors(value, node, path)
+    unknown = set(schema) - {
+        "$schema", "title", "description", "type", "additionalProperties", "required",
+        "definitions", "properties", "enum", "minimum", "maximum", "minLength", "pattern",
+        "anyOf", "items",
+    }  # fmt: skip
+    assert not unknown, f"checker does not support {unknown}"
+    if "anyOf" in schema and all(schema_errors(value, s, path) for s in schema["anyOf"]):
+        return [f"{path}: matches no alternative"]
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(_is_type(value, t) for t in types):
+            return [f"{path}: {value!r} is not {'/'.join(types)}"]
+    errors = []
+    if "enum" in schema and value not in schema["enum"]:
+        errors.append(f"{path}: {value!r} not in {schema['enum']}")
+    if _is_type(value, "number"):
+        if "minimum" in schema and value < schema["minimum"]:
+            errors.append(f"{path}: {value} < {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            errors.append(f"{path}: {value} > {schema['maximum']}")
+    if isinstance(value, str):
+        if len(value) < schema.get("minLength", 0):
+            errors.append(f"{path}: too short")
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            errors.append(f"{path}: {value!r} does not match {schema['pattern']}")
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            errors += schema_errors(item, schema["items"], f"{path}[{i}]")
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        errors += [f"{path}: {k} is required" for k in schema.get("required", []) if k not in value]
+        for key, item in value.items():
+            if key in properties:
+                errors += schema_errors(item, properties[key], f"{path}.{key}")
+            elif schema.get("additionalProperties") is False:
+                errors.append(f"{path}: unknown key {key}")
+            elif isinstance(schema.get("additionalProperties"), dict):
+                errors += schema_errors(item, schema["additionalProperties"], f"{path}.{key}")
+    return errors
+
+
+def with_value(dotted: str, value: Any) -> dict[str, Any]:
+    values: dict[str, Any] = json.loads(json.dumps(VALUES))
+    *parents, last = dotted.split(".")
+    node = values
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+    return values
+
+
+BAD_VALUES = [
+    ("replicaCount", 0),
+    ("replicaCount", "three"),
+    ("replicaCount", 1.5),
+    ("replicas", 3),
+    ("gracefulDrain.enable", False),
+    ("gracefulDrain.enabled", "no"),
+    ("strategy.type", "BlueGreen"),
+    ("strategy.rollingUpdate.maxSurge", "lots"),
+    ("service.type", "LoadBalancer"),
+    ("service.nodePort", 80),
+    ("service.nodePort", "30080"),
+    ("image.pullPolicy", "Sometimes"),
+    ("image.tag", "1.1.0+build"),
+    ("drain.seconds", -1),
+    ("server.flakyRate", 2),
+    ("model.name", "a/b"),
+    ("probes.readiness.periodSeconds", 0),
+]
+
+
+def test_chart_metadata() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["apiVersion"] == "v2"
+    assert (chart["version"], chart["appVersion"]) == ("1.0.0", "1.0.0")
+
+
+def test_default_values_match_the_schema() -> None:
+    assert schema_errors(VALUES, SCHEMA) == []
+    assert VALUES["replicaCount"] == 3
+    assert VALUES["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    assert (VALUES["service"]["type"], VALUES["service"]["nodePort"]) == ("NodePort", 30080)
+    assert VALUES["gracefulDrain"]["enabled"] is True
+
+
+@pytest.mark.parametrize(("key", "value"), BAD_VALUES)
+def test_schema_rejects_bad_values(key: str, value: Any) -> None:
+    assert schema_errors(with_value(key, value), SCHEMA), f"{key}={value!r} was accepted"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("strategy.type", "Recreate"),
+        ("service.type", "ClusterIP"),
+        ("service.nodePort", None),
+        ("gracefulDrain.enabled", False),
+        ("terminationGracePeriodSeconds", 60),
+        ("strategy.rollingUpdate.maxSurge", "25%"),
+        ("image.tag", "1.1.0-flaky"),
+        ("global", {"anything": 1}),
+    ],
+)
+def test_schema_accepts_the_documented_switches(key: str, value: Any) -> None:
+    assert schema_errors(with_value(key, value), SCHEMA) == []
+
+
+# --- rendering with helm ---
+
+
+def find_helm() -> str | None:
+    if (explicit := os.environ.get("HELM")) and Path(explicit).is_file():
+        return explicit
+    if on_path := shutil.which("helm"):
+        return on_path
+    root = os.environ.get("HARNESS_CACHE_DIR") or str(Path.home() / ".cache" / "rollout-harness")
+    found = sorted(Path(root).expanduser().glob("tools/helm-*/helm"))
+    return str(found[-1]) if found else None
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    path = find_helm()
+    if path is None:
+        message = "no helm binary ($HELM, PATH or $HARNESS_CACHE_DIR/tools/helm-*/helm)"
+        if os.environ.get("HARNESS_REQUIRE_HELM") == "1":
+            pytest.fail(message + " and HARNESS_REQUIRE_HELM=1")
+        pytest.skip(message + "; run the toolchain step to get one")
+    return path
+
+
+def render(helm: str, *sets: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    args = [helm, "template", "rel", str(CHART), "--namespace", "ns"]
+    for s in sets:
+        args += ["--set", s]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def objects(helm: str, *sets: str, tests: bool = False) -> dict[str, dict[str, Any]]:
+    docs = [d for d in yaml.safe_load_all(render(helm, *sets).stdout) if d]
+    out = {}
+    for doc in docs:
+        is_test = doc["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
+        out[("Test" if is_test else "") + doc["kind"]] = doc
+    return out
+
+
+def container(objs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = objs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    return result
+
+
+def test_helm_lint_strict(helm: str) -> None:
+    result = subprocess.run(
+        [helm, "lint", "--strict", str(CHART)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_default_render(helm: str) -> None:
+    objs = objects(helm)
+    assert set(objs) == {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "TestPod"}
+    deployment = objs["Deployment"]["spec"]
+    assert deployment["replicas"] == 3
+    assert deployment["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    pod = deployment["template"]
+    spec = pod["spec"]
+    c = container(objs)
+    assert c["image"] == "rollout-harness/model-server:1.0.0"
+    assert c["imagePullPolicy"] == "IfNotPresent"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["lifecycle"]["preStop"]["exec"]["command"][-1] == "drain"
+    assert spec["terminationGracePeriodSeconds"] == 2 + 10 + 5 + 5
+    assert c["envFrom"][0]["configMapRef"]["name"] == objs["ConfigMap"]["metadata"]["name"]
+    assert re.fullmatch(r"[0-9a-f]{64}", pod["metadata"]["annotations"]["checksum/config"])
+    labels = pod["metadata"]["labels"]
+    assert labels["rollout-harness/model-version"] == "1.0.0"
+    assert labels["app.kubernetes.io/version"] == "1.0.0"
+    for key, value in deployment["selector"]["matchLabels"].items():
+        assert labels[key] == value
+        assert "version" not in key
+    config = objs["ConfigMap"]["data"]
+    assert config["MODEL_GRACEFUL_DRAIN"] == "true"
+    assert config["MODEL_DRAIN_SECONDS"] == "10"
+    assert config["MODEL_MAX_BODY_BYTES"] == "1048576"
+    service = objs["Service"]["spec"]
+    assert service["type"] == "NodePort"
+    assert service["ports"][0]["nodePort"] == 30080
+    assert service["selector"] == deployment["selector"]["matchLabels"]
+    test_labels = objs["TestPod"]["metadata"]["labels"]
+    assert not all(test_labels.get(k) == v for k, v in service["selector"].items()), (
+        "the helm test pod must not match the Service selector"
+    )
+    pdb = objs["PodDisruptionBudget"]["spec"]
+    assert pdb["maxUnavailable"] == 1
+    assert pdb["selector"]["matchLabels"] == deployment["selector"]["matchLabels"]
+
+
+def test_pod_security_restricted(helm: str) -> None:
+    objs = objects(helm)
+    for pod_spec in (objs["Deployment"]["spec"]["template"]["spec"], objs["TestPod"]["spec"]):
+        assert pod_spec["securityContext"]["runAsNonRoot"] is True
+        assert pod_spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert pod_spec["automountServiceAccountToken"] is False
+        for c in pod_spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert sc["readOnlyRootFilesystem"] is True
+            assert "limits" in c["resources"]
+
+
+def test_graceful_drain_off_is_the_negative_control(helm: str) -> None:
+    objs = objects(helm, "gracefulDrain.enabled=false")
+    assert "lifecycle" not in container(objs)
+    assert objs["ConfigMap"]["data"]["MODEL_GRACEFUL_DRAIN"] == "false"
+    assert objs["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 10
+
+
+def test_recreate_strategy(helm: str) -> None:
+    strategy = objects(helm, "strategy.type=Recreate")["Deployment"]["spec"]["strategy"]
+    assert strategy == {"type": "Recreate"}
+
+
+def test_cluster_ip_service(helm: str) -> None:
+    service = objects(helm, "service.type=ClusterIP")["Service"]["spec"]
+    assert service["type"] == "ClusterIP" and "nodePort" not in service["ports"][0]
+
+
+def test_version_and_name_switches(helm: str) -> None:
+    objs = objects(helm, "image.tag=1.1.0-flaky", "model.name=wine", "service.nodePort=30123")
+    assert container(objs)["image"].endswith(":1.1.0-flaky")
+    labels = objs["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert labels["rollout-harness/model-version"] == "1.1.0-flaky"
+    assert objs["ConfigMap"]["data"]["MODEL_NAME"] == "wine"
+    assert objs["Service"]["spec"]["ports"][0]["nodePort"] == 30123
+    assert "--expect-version" in objs["TestPod"]["spec"]["containers"][0]["args"]
+    assert "1.1.0-flaky" in objs["TestPod"]["spec"]["containers"][0]["args"]
+
+
+def test_config_change_rolls_the_pods(helm: str) -> None:
+    def checksum(*sets: str) -> str:
+        pod = objects(helm, *sets)["Deployment"]["spec"]["template"]
+        return str(pod["metadata"]["annotations"]["checksum/config"])
+
+    assert checksum() == checksum()
+    assert checksum() != checksum("drain.seconds=20")
+    objs = objects(helm, "drain.seconds=20")
+    assert objs["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 32
+
+
+def test_grace_period_override(helm: str) -> None:
+    objs = objects(helm, "terminationGracePeriodSeconds=90")
+    assert objs["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 90
+
+
+def test_tests_can_be_left_out(helm: str) -> None:
+    assert "TestPod" not in objects(helm, "tests.enabled=false")
+
+
+@pytest.mark.parametrize(("key", "value"), BAD_VALUES)
+def test_helm_rejects_bad_values(helm: str, key: str, value: Any) -> None:
+    flag = f"{key}={json.dumps(value)}"
+    result = subprocess.run(
+        [helm, "template", "rel", str(CHART), "--set-json", flag],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0, f"helm accepted {flag}"
+    assert "schema" in result.stderr.lower() or "values don't meet" in result.stderr.lower()

@@ -1,0 +1,175 @@
+"""Fuzzing: no input, however odd, gets a 5xx or takes the server down."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from model_server import app, model, testing, train
+from model_server.settings import Settings
+
+pytestmark = pytest.mark.timeout(300)
+
+PREDICT = b"/v1/models/ml-model:predict"
+KNOWN_TARGETS = [
+    b"/", b"/healthz", b"/readyz", b"/version", b"/metrics", b"/drain", b"/v1/models",
+    b"/v1/models/ml-model", PREDICT, b"/v1/models/x:predict",
+]  # fmt: skip
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+scalars = (
+    st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.booleans()
+    | st.none()
+    | st.text(max_size=3)
+)
+rows = st.lists(st.lists(scalars, min_size=11, max_size=15), min_size=0, max_size=4)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("model") / "1.0.0"
+    train.train("1.0.0", directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def application(model_dir: Path) -> app.App:
+    metadata = model.read_metadata(model_dir)
+    loaded = app.App(Settings.from_env({}, model_dir=model_dir), metadata)
+    loaded.model = model.load(model_dir, metadata)
+    return loaded
+
+
+def _is_valid(instances: list[list[object]]) -> bool:
+    return bool(instances) and all(
+        len(row) == 13 and all(isinstance(v, int | float) and not isinstance(v, bool) for v in row)
+        for row in instances
+    )
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(body=st.binary(max_size=300))
+def test_arbitrary_bytes(application: app.App, body: bytes) -> None:
+    status = application.handle(b"POST", PREDICT, b"application/json", body, False)[1].status
+    assert status in (200, 400, 422)
+
+
+@settings(max_examples=300, deadline=None)
+@given(payload=json_values)
+def test_arbitrary_json(application: app.App, payload: object) -> None:
+    body = json.dumps(payload).encode()
+    status = application.handle(b"POST", PREDICT, b"application/json", body, False)[1].status
+    assert status in (200, 400, 422)  # 400: numbers beyond float range
+
+
+@settings(max_examples=400, deadline=None)
+@given(instances=rows)
+def test_instances_of_every_shape_and_type(
+    application: app.App, instances: list[list[object]]
+) -> None:
+    body = json.dumps({"instances": instances}).encode()
+    response = application.handle(b"POST", PREDICT, b"application/json", body, False)[1]
+    assert response.status == (200 if _is_valid(instances) else 422), response.body
+    if response.status == 200:
+        assert len(orjson.loads(response.body)["predictions"]) == len(instances)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    method=st.sampled_from([b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"X"]),
+    target=st.sampled_from(KNOWN_TARGETS) | st.binary(max_size=40).map(lambda b: b"/" + b),
+    content_type=st.none()
+    | st.sampled_from([b"application/json", b"text/plain", b""])
+    | st.binary(max_size=20),
+    body=st.binary(max_size=100),
+)
+def test_arbitrary_requests(
+    application: app.App, method: bytes, target: bytes, content_type: bytes | None, body: bytes
+) -> None:
+    application.draining = False
+    status = application.handle(method, target, content_type, body, False)[1].status
+    assert 200 <= status < 500
+
+
+@pytest.fixture(scope="module")
+def server(model_dir: Path) -> Iterator[testing.ServerProcess]:
+    env = {"MODEL_HEADER_TIMEOUT_SECONDS": "1", "MODEL_MAX_BODY_BYTES": "4096"}
+    with testing.ServerProcess(model_dir, env) as process:
+        process.wait_ready()
+        yield process
+
+
+def _send(port: int, raw: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        try:
+            sock.sendall(raw)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the server may answer and close before reading it all
+        chunks = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except ConnectionResetError:
+            pass
+    return b"".join(chunks)
+
+
+valid_request = (
+    b"POST /v1/models/ml-model:predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+    b"Content-Length: 80\r\n\r\n"
+    b'{"instances": [[14.23,1.71,2.43,15.6,127,2.8,3.06,0.28,2.29,5.64,1.04,3.92,1065]]}'
+)
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    data = bytearray(valid_request)
+    for _ in range(draw(st.integers(1, 4))):
+        i = draw(st.integers(0, len(data)))
+        action = draw(st.sampled_from(["insert", "delete", "replace"]))
+        chunk = draw(st.binary(min_size=1, max_size=8))
+        if action == "insert":
+            data[i:i] = chunk
+        elif action == "delete":
+            del data[i : i + len(chunk)]
+        else:
+            data[i : i + len(chunk)] = chunk
+    return bytes(data)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(raw=st.binary(max_size=200) | mutated())
+def test_raw_bytes_on_the_socket(server: testing.ServerProcess, raw: bytes) -> None:
+    answer = _send(server.port, raw)
+    for line in answer.split(b"\r\n"):
+        if line.startswith(b"HTTP/1.1 ") and line[9:12].isdigit():
+            assert int(line[9:12]) < 500, answer[:300]
+    assert server.process is not None and server.process.poll() is None, server.output
+
+
+def test_server_still_healthy_after_fuzzing(server: testing.ServerProcess) -> None:
+    assert server.get("/healthz")[0] == 200
+    assert server.get("/readyz")[0] == 200

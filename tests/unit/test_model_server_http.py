@@ -1,0 +1,156 @@
+"""The HTTP/1.1 transport over real sockets: keep-alive, pipelining, limits, errors."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from model_server import testing, train
+
+pytestmark = pytest.mark.timeout(120)
+
+ROW = [14.23, 1.71, 2.43, 15.6, 127, 2.8, 3.06, 0.28, 2.29, 5.64, 1.04, 3.92, 1065]
+BODY = json.dumps({"instances": [ROW]}).encode()
+PREDICT = "/v1/models/ml-model:predict"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testing.ServerProcess]:
+    directory = tmp_path_factory.mktemp("model") / "1.0.0"
+    train.train("1.0.0", directory)
+    env = {"MODEL_MAX_BODY_BYTES": "65536", "MODEL_HEADER_TIMEOUT_SECONDS": "1"}
+    with testing.ServerProcess(directory, env) as process:
+        process.wait_ready()
+        yield process
+
+
+def exchange(server: testing.ServerProcess, raw: bytes, timeout: float = 5.0) -> bytes:
+    """Send raw bytes, read until the server closes the connection."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+        sock.sendall(raw)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def request(body: bytes = BODY, extra: bytes = b"", close: bool = True) -> bytes:
+    connection = b"Connection: close\r\n" if close else b""
+    return (
+        b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n%s%s\r\n%s" % (len(body), connection, extra, body)
+    )
+
+
+def statuses(raw: bytes) -> list[int]:
+    return [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", raw)]
+
+
+def test_keep_alive_serves_many_requests_on_one_connection(server: testing.ServerProcess) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    conn.connect()
+    sock = conn.sock
+    for _ in range(50):
+        conn.request("POST", PREDICT, BODY, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        assert response.status == 200
+        assert response.getheader("X-Model-Version") == "1.0.0"
+        assert json.loads(response.read())["predictions"] == [0]
+        assert conn.sock is sock, "the connection must stay open"
+    conn.close()
+
+
+def test_pipelined_requests_are_answered_in_order(server: testing.ServerProcess) -> None:
+    raw = request(close=False) + b"GET /version HTTP/1.1\r\nHost: t\r\n\r\n" + request(close=True)
+    answer = exchange(server, raw)
+    assert statuses(answer) == [200, 200, 200]
+    assert answer.count(b"X-Model-Version: 1.0.0") == 3
+
+
+def test_request_split_across_many_writes(server: testing.ServerProcess) -> None:
+    raw = request()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        for i in range(0, len(raw), 7):
+            sock.sendall(raw[i : i + 7])
+        answer = sock.makefile("rb").read()
+    assert statuses(answer) == [200]
+
+
+def test_http10_closes_unless_keep_alive(server: testing.ServerProcess) -> None:
+    answer = exchange(server, b"GET /healthz HTTP/1.0\r\n\r\n")
+    assert statuses(answer) == [200] and b"Connection: close" in answer
+    raw = b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /healthz HTTP/1.0\r\n\r\n"
+    answer = exchange(server, raw)
+    assert statuses(answer) == [200, 200] and b"Connection: keep-alive" in answer
+
+
+def test_expect_100_continue(server: testing.ServerProcess) -> None:
+    head = request(body=b"", extra=b"Expect: 100-continue\r\n").replace(
+        b"Content-Length: 0", b"Content-Length: %d" % len(BODY)
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head)
+        assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.sendall(BODY)
+        answer = sock.makefile("rb").read()
+    assert statuses(answer) == [200]
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b"garbage\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\n\r\n", 400),  # no Host
+        (b"GET /healthz HTTP/2.0\r\nHost: t\r\n\r\n", 505),
+        (b"GET healthz HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: t\r\nBad Header\r\n\r\n", 400),
+        (b"GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n", 400),
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            400,
+        ),
+        (b"POST /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 411),
+        (b"GET /healthz HTTP/1.1\r\nHost: t\r\nExpect: magic\r\n\r\n", 417),
+        (b"GET /healthz HTTP/1.1\r\nHost: t\r\nX: " + b"a" * 20000 + b"\r\n\r\n", 431),
+        (b"GET /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 404),
+        (b"PUT /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", 405),
+    ],
+)
+def test_protocol_errors_are_4xx_with_version_header(
+    server: testing.ServerProcess, raw: bytes, status: int
+) -> None:
+    answer = exchange(server, raw)
+    assert statuses(answer) == [status], answer[:300]
+    assert b"X-Model-Version: 1.0.0" in answer
+
+
+def test_body_over_the_limit_gets_413_without_reading_it(server: testing.ServerProcess) -> None:
+    head = request(body=b"").replace(b"Content-Length: 0", b"Content-Length: 10000000")
+    answer = exchange(server, head)
+    assert statuses(answer) == [413]
+    assert statuses(exchange(server, request(body=b"[" * 70000))) == [413]
+
+
+def test_head_has_headers_but_no_body(server: testing.ServerProcess) -> None:
+    answer = exchange(server, b"HEAD /version HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert statuses(head) == [200] and body == b""
+    assert int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]) > 0
+
+
+def test_slow_request_times_out_with_408(server: testing.ServerProcess) -> None:
+    started = time.monotonic()
+    answer = exchange(server, b"GET /healthz HTTP/1.1\r\nHost: t\r\n", timeout=10)
+    assert statuses(answer) == [408]
+    assert time.monotonic() - started < 5
+
+
+def test_server_survives_everything_above(server: testing.ServerProcess) -> None:
+    assert server.get("/healthz")[0] == 200
+    status, body = server.get("/metrics")
+    assert status == 200 and b'model_requests_total{route="invalid",code="400"}' in body

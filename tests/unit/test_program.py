@@ -1,0 +1,656 @@
+"""The ml-model Pulumi program under Pulumi's mocks, rendering the real chart with helm.
+
+`helm.v3.Chart` asks the provider for `kubernetes:helm:template`; the mock
+answers the way the provider does: `helm template` of charts/ml-model (from
+the folder, or from a chart repository served on loopback for the
+`fetch_opts.repo` flow) with the values Pulumi sent, namespaced objects put in
+the chart's namespace. So these tests see what `pulumi up` would apply.
+
+Each rendering test (under `pulumi.runtime.test`) returns an Output that
+resolves only after every resource is registered; its assertions run inside
+`apply`, so a wrong value fails the test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import http.server
+import importlib.util
+import json
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import pulumi
+import pytest
+import yaml
+
+from harness.toolchain import versions
+
+REPO = Path(__file__).resolve().parents[2]
+PROGRAM = REPO / "programs" / "ml_model"
+CHART = REPO / "charts" / "ml-model"
+PROJECT = "ml-model"
+REPO_VERSIONS = ("1.0.0", "1.1.0-flaky")
+"""Versions the loopback chart repository serves (packaged from CHART)."""
+
+CLUSTER_SCOPED = {
+    "Namespace", "Node", "PersistentVolume", "ClusterRole", "ClusterRoleBinding",
+    "StorageClass", "PriorityClass", "CustomResourceDefinition", "IngressClass",
+    "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "APIService",
+    "RuntimeClass", "CSIDriver", "CSINode", "VolumeAttachment",
+}
+"""Kinds the provider leaves without a namespace (its decodeYaml sets the rest)."""
+
+
+def find_helm() -> Path | None:
+    """The toolchain's helm (the harness cache), else one on PATH, else a local Go build."""
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    cache = Path(os.environ.get("HARNESS_CACHE_DIR")
+                 or (Path(xdg) if xdg else Path.home() / ".cache") / "rollout-harness")
+    candidates = sorted((cache / "tools").glob("helm-*/helm"), reverse=True)
+    on_path = shutil.which("helm")
+    candidates += [Path(on_path)] if on_path else []
+    candidates.append(Path("/tmp/gob/helm/helm"))
+    return next((c for c in candidates if c.is_file() and os.access(c, os.X_OK)), None)
+
+
+class HelmMocks(pulumi.runtime.Mocks):
+    """Provider stand-in: renders the chart with helm, echoes resource inputs as state
+    and plays the Kubernetes controllers' part (status, revision, load balancer)."""
+
+    def __init__(self) -> None:
+        self.helm: Path | None = None
+        self.helm_env: dict[str, str] = {}
+        self.repos: dict[str, Path] = {}
+        """Chart repository URL → folder of packaged charts, for the mock's `--repo`."""
+        self.reset()
+
+    def reset(self) -> None:
+        self.template_opts: list[dict[str, Any]] = []
+        self.states: list[tuple[str, str, dict[str, Any]]] = []
+        self.load_balancer: dict[str, str] | None = None
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
+        if args.token != "kubernetes:helm:template":
+            raise NotImplementedError(f"no mock for invoke {args.token}")
+        opts = json.loads(args.args["jsonOpts"])
+        self.template_opts.append(opts)
+        return {"result": self.render(opts)}
+
+    def render(self, opts: dict[str, Any]) -> list[dict[str, Any]]:
+        if self.helm is None:
+            raise RuntimeError("the test did not request the `helm` fixture")
+        namespace = opts.get("namespace") or ""
+        values = Path(self.helm_env["HELM_CACHE_HOME"]) / "values.json"
+        values.write_text(json.dumps(opts.get("values") or {}))
+        command = [str(self.helm), "template", opts["release_name"]]
+        if opts.get("path"):
+            command.append(opts["path"])
+        else:
+            command += [opts["chart"], "--repo", opts["fetch_opts"]["repo"],
+                        "--version", opts["version"]]
+        # Connected to the cluster, the provider renders for the cluster's version;
+        # helm's built-in default (v1.20 unless stamped at build) fails the chart's kubeVersion.
+        kube_version = opts.get("kube_version") or versions.KUBERNETES
+        command += ["--namespace", namespace or "default", "--values", str(values),
+                    "--kube-version", kube_version]
+        if not opts.get("include_test_hook_resources"):
+            command.append("--skip-tests")  # the provider drops `helm test` hooks by default
+        done = subprocess.run(command, capture_output=True, text=True, env=self.helm_env,
+                              timeout=60, check=False)
+        if done.returncode:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr}")
+        objects = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+        for obj in objects:
+            metadata = obj.setdefault("metadata", {})
+            if namespace and obj["kind"] not in CLUSTER_SCOPED and not metadata.get("namespace"):
+                metadata["namespace"] = namespace
+        return objects
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        state = json.loads(json.dumps(args.inputs))
+        if args.custom:
+            self.states.append((args.typ, args.name, state))
+        if args.typ == "kubernetes:apps/v1:Deployment":
+            replicas = state.get("spec", {}).get("replicas", 1)
+            state["status"] = {"replicas": replicas, "readyReplicas": replicas,
+                               "updatedReplicas": replicas, "observedGeneration": 1}
+            annotations = state["metadata"].setdefault("annotations", {})
+            annotations["deployment.kubernetes.io/revision"] = "1"
+        if args.typ == "kubernetes:core/v1:Service" and self.load_balancer:
+            state["status"] = {"loadBalancer": {"ingress": [self.load_balancer]}}
+        return args.name, state
+
+
+MOCKS = HelmMocks()
+CONSTRUCTED: list[pulumi.Resource] = []
+"""Every resource the program constructs (a stack transformation sees each one)."""
+_HOOKED: list[pulumi.Resource | None] = [None]
+
+
+def _constructed(args: pulumi.ResourceTransformationArgs) -> None:
+    CONSTRUCTED.append(args.resource)
+
+
+def install_mocks() -> None:
+    """Our mocks and project name; again before each module run, in case another
+    test module set its own mocks meanwhile."""
+    pulumi.runtime.set_mocks(MOCKS, project=PROJECT, stack="unit", preview=False)
+    root = pulumi.runtime.get_root_resource()
+    if root is not _HOOKED[0]:
+        pulumi.runtime.register_stack_transformation(_constructed)
+        _HOOKED[0] = root
+
+
+install_mocks()
+sys.path.insert(0, str(PROGRAM))
+import ml_model_program as program  # noqa: E402  (after set_mocks, as Pulumi requires)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _mocks_installed() -> None:
+    install_mocks()
+
+
+Fn = TypeVar("Fn", bound=Callable[..., Any])
+
+
+def runtime_test(fn: Fn) -> Fn:
+    """`pulumi.runtime.test` (awaits the returned Output), typed for mypy."""
+    decorate = cast(Callable[[Fn], Fn], pulumi.runtime.test)
+    return decorate(fn)
+
+
+@dataclasses.dataclass(frozen=True)
+class Rollout:
+    """What one `deploy` produced: its exports, the rendered chart options and
+    every registered Kubernetes object (as Pulumi sent it)."""
+
+    exports: dict[str, Any]
+    template_opts: list[dict[str, Any]]
+    states: list[tuple[str, str, dict[str, Any]]]
+    """(type token, resource name, inputs) of every Kubernetes object registered."""
+
+    def objects(self, kind: str) -> list[dict[str, Any]]:
+        return [state for typ, _, state in self.states if typ.endswith(f":{kind}")]
+
+    def one(self, kind: str) -> dict[str, Any]:
+        found = self.objects(kind)
+        assert len(found) == 1, f"expected one {kind}, the chart rendered {len(found)}"
+        return found[0]
+
+    @property
+    def container(self) -> dict[str, Any]:
+        containers = self.one("Deployment")["spec"]["template"]["spec"]["containers"]
+        return dict(containers[0])
+
+
+def rollout(config: program.ModelConfig, check: Callable[[Rollout], None],
+            load_balancer: dict[str, str] | None = None) -> pulumi.Output[Any]:
+    """Runs the program; `check` runs inside `apply` once every resource is registered.
+    `load_balancer` is the ingress a cloud controller would give LoadBalancer Services."""
+    MOCKS.reset()
+    MOCKS.load_balancer = load_balancer
+    CONSTRUCTED.clear()
+    program.deploy(config)
+    stack = pulumi.runtime.get_root_resource()
+    assert stack is not None
+    exports = pulumi.Output.all(**stack.outputs)  # type: ignore[attr-defined]
+
+    def registered(values: dict[str, Any]) -> pulumi.Output[None]:
+        # Every object is constructed once the exports resolve; wait for their registration.
+        urns = [resource.urn for resource in CONSTRUCTED]
+        return pulumi.Output.all(*urns).apply(
+            lambda _: check(Rollout(values, list(MOCKS.template_opts), list(MOCKS.states)))
+        )
+
+    return exports.apply(registered)
+
+
+@pytest.fixture(scope="session")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    binary = find_helm()
+    if binary is None:
+        pytest.fail("no helm binary: run `make toolchain` (it builds helm into the harness "
+                    "cache, ~/.cache/rollout-harness/tools/helm-*/helm) or put helm on PATH")
+    if not (CHART / "Chart.yaml").is_file():
+        pytest.fail(f"the chart is missing: {CHART}/Chart.yaml")
+    home = tmp_path_factory.mktemp("helm-home")
+    MOCKS.helm = binary
+    MOCKS.helm_env = {**os.environ, "HELM_CACHE_HOME": str(home / "cache"),
+                      "HELM_CONFIG_HOME": str(home / "config"),
+                      "HELM_DATA_HOME": str(home / "data")}
+    (home / "cache").mkdir()
+    return binary
+
+
+@pytest.fixture(scope="session")
+def chart_packages(helm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CHART packaged at REPO_VERSIONS (appVersion = version), as a release would be."""
+    folder = tmp_path_factory.mktemp("chart-packages")
+    for version in REPO_VERSIONS:
+        subprocess.run([str(helm), "package", str(CHART), "--version", version,
+                        "--app-version", version, "-d", str(folder)],
+                       check=True, capture_output=True, env=MOCKS.helm_env, timeout=60)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def chart_repo(helm: Path, chart_packages: Path) -> Iterator[str]:
+    """A Helm chart repository on 127.0.0.1 serving the packaged charts."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                                directory=str(chart_packages))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    subprocess.run([str(helm), "repo", "index", str(chart_packages), "--url", url],
+                   check=True, capture_output=True, env=MOCKS.helm_env, timeout=60)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def local(helm: Path) -> Callable[..., program.ModelConfig]:
+    """ModelConfig for the chart folder; keyword arguments override fields."""
+    def make(**fields: Any) -> program.ModelConfig:
+        return program.ModelConfig(**{"chart_version": "1.0.0", "chart_path": str(CHART),
+                                      **fields})
+    return make
+
+
+# --- values mapping -----------------------------------------------------------------------
+
+
+@runtime_test
+def test_image_and_replicas_reach_the_deployment(local: Any) -> pulumi.Output[Any]:
+    config = local(chart_version="1.2.0", image_repository="example.test/models/iris",
+                   replica_count=5)
+
+    def check(r: Rollout) -> None:
+        assert r.container["image"] == "example.test/models/iris:1.2.0"
+        assert r.one("Deployment")["spec"]["replicas"] == 5
+        assert r.template_opts[0]["values"]["image"] == {
+            "repository": "example.test/models/iris", "tag": "1.2.0"}
+
+    return rollout(config, check)
+
+
+@runtime_test
+def test_defaults(local: Any) -> pulumi.Output[Any]:
+    def check(r: Rollout) -> None:
+        assert r.container["image"] == "rollout-harness/model-server:1.0.0"
+        assert r.one("Deployment")["spec"]["replicas"] == 3
+        assert r.exports["imageTag"] == "1.0.0"
+        assert r.exports["chartVersion"] == "1.0.0"
+
+    return rollout(local(), check)
+
+
+@runtime_test
+def test_values_pass_through_to_rendered_objects(local: Any) -> pulumi.Output[Any]:
+    config = local(values={"gracefulDrain": {"enabled": False},
+                           "strategy": {"type": "Recreate"}})
+
+    def check(r: Rollout) -> None:
+        deployment = r.one("Deployment")
+        assert deployment["spec"]["strategy"]["type"] == "Recreate"
+        assert "preStop" not in (r.container.get("lifecycle") or {}), \
+            "gracefulDrain.enabled=false must remove the preStop hook"
+        assert r.template_opts[0]["values"]["gracefulDrain"] == {"enabled": False}
+
+    return rollout(config, check)
+
+
+@runtime_test
+def test_graceful_drain_is_on_by_default(local: Any) -> pulumi.Output[Any]:
+    """The control for the test above: the chart's default keeps the preStop hook."""
+    def check(r: Rollout) -> None:
+        assert "preStop" in (r.container.get("lifecycle") or {})
+        assert r.one("Deployment")["spec"]["strategy"]["type"] == "RollingUpdate"
+
+    return rollout(local(), check)
+
+
+@runtime_test
+def test_values_image_tag_is_used_when_image_tag_is_unset(local: Any) -> pulumi.Output[Any]:
+    config = local(values={"image": {"tag": "debug", "pullPolicy": "Never"}})
+
+    def check(r: Rollout) -> None:
+        assert r.container["image"] == "rollout-harness/model-server:debug"
+        assert r.template_opts[0]["values"]["image"]["pullPolicy"] == "Never"
+        assert r.exports["imageTag"] == "debug"
+
+    return rollout(config, check)
+
+
+# --- tag and version alignment ------------------------------------------------------------
+
+
+@runtime_test
+def test_image_tag_defaults_to_chart_version(local: Any) -> pulumi.Output[Any]:
+    def check(r: Rollout) -> None:
+        assert r.container["image"].endswith(":1.1.0-flaky")
+        assert r.exports["imageTag"] == r.exports["chartVersion"] == "1.1.0-flaky"
+
+    return rollout(local(chart_version="1.1.0-flaky"), check)
+
+
+@runtime_test
+def test_explicit_image_tag_is_honoured(local: Any) -> pulumi.Output[Any]:
+    def check(r: Rollout) -> None:
+        assert r.container["image"] == "rollout-harness/model-server:1.1.0-rc1"
+        assert r.exports["imageTag"] == "1.1.0-rc1"
+        assert r.exports["chartVersion"] == "1.1.0"
+
+    return rollout(local(chart_version="1.1.0", image_tag="1.1.0-rc1"), check)
+
+
+# --- namespace ----------------------------------------------------------------------------
+
+
+@runtime_test
+def test_everything_goes_into_the_configured_namespace(local: Any) -> pulumi.Output[Any]:
+    def check(r: Rollout) -> None:
+        assert [ns["metadata"]["name"] for ns in r.objects("Namespace")] == ["models-a"]
+        assert r.template_opts[0]["namespace"] == "models-a"
+        chart_objects = [(typ, state) for typ, _, state in r.states
+                         if typ.split(":")[-1] not in CLUSTER_SCOPED]
+        assert {typ.split(":")[-1] for typ, _ in chart_objects} >= {"Deployment", "Service"}
+        for typ, state in chart_objects:
+            assert state["metadata"].get("namespace") == "models-a", (typ, state["metadata"])
+        assert r.exports["namespace"] == "models-a"
+
+    return rollout(local(namespace="models-a"), check)
+
+
+# --- chart source -------------------------------------------------------------------------
+
+
+@runtime_test
+def test_local_chart_is_given_by_path(local: Any) -> pulumi.Output[Any]:
+    def check(r: Rollout) -> None:
+        opts = r.template_opts[0]
+        assert opts["path"] == str(CHART)
+        assert "fetch_opts" not in opts and "chart" not in opts
+        assert opts["release_name"] == "ml-model"
+
+    return rollout(local(), check)
+
+
+@runtime_test
+def test_chart_from_repository(chart_repo: str) -> pulumi.Output[Any]:
+    config = program.ModelConfig(chart_version="1.1.0-flaky", chart_repo=chart_repo)
+
+    def check(r: Rollout) -> None:
+        opts = r.template_opts[0]
+        assert opts["fetch_opts"]["repo"] == chart_repo
+        assert opts["chart"] == "ml-model"
+        assert opts["version"] == "1.1.0-flaky"
+        assert "path" not in opts
+        assert r.container["image"] == "rollout-harness/model-server:1.1.0-flaky"
+
+    return rollout(config, check)
+
+
+@runtime_test
+def test_packaged_chart_is_given_by_path(chart_packages: Path) -> pulumi.Output[Any]:
+    archive = chart_packages / "ml-model-1.1.0-flaky.tgz"
+    config = program.ModelConfig(chart_version="1.1.0-flaky", chart_path=str(archive))
+
+    def check(r: Rollout) -> None:
+        assert r.template_opts[0]["path"] == str(archive)
+        assert r.container["image"] == "rollout-harness/model-server:1.1.0-flaky"
+
+    return rollout(config, check)
+
+
+# --- rollout await bound ------------------------------------------------------------------
+
+
+@runtime_test
+def test_timeout_annotation_bounds_the_deployment_await(local: Any) -> pulumi.Output[Any]:
+    def check(r: Rollout) -> None:
+        annotations = r.one("Deployment")["metadata"]["annotations"]
+        assert annotations["pulumi.com/timeoutSeconds"] == "120"
+        for typ, _, state in r.states:
+            if not typ.endswith(":Deployment"):
+                assert "pulumi.com/timeoutSeconds" not in (
+                    state.get("metadata", {}).get("annotations") or {}), typ
+
+    return rollout(local(timeout_seconds=120), check)
+
+
+@runtime_test
+def test_timeout_annotation_default(local: Any) -> pulumi.Output[Any]:
+    def check(r: Rollout) -> None:
+        annotations = r.one("Deployment")["metadata"]["annotations"]
+        assert annotations["pulumi.com/timeoutSeconds"] == "300"
+
+    return rollout(local(), check)
+
+
+# --- exports ------------------------------------------------------------------------------
+
+
+@runtime_test
+def test_deployment_status_export(local: Any) -> pulumi.Output[Any]:
+    def check(r: Rollout) -> None:
+        assert r.exports["deployment"] == {
+            "readyReplicas": 2, "updatedReplicas": 2, "replicas": 2, "revision": "1",
+            "image": "rollout-harness/model-server:2.0.0",
+        }
+
+    return rollout(local(chart_version="2.0.0", replica_count=2), check)
+
+
+def _service_port(r: Rollout) -> dict[str, Any]:
+    ports = r.one("Service")["spec"]["ports"]
+    port = dict(next((p for p in ports if p.get("name") == "http"), ports[0]))
+    # numbers cross Pulumi's wire format as floats
+    return {k: int(v) if isinstance(v, float) else v for k, v in port.items()}
+
+
+@runtime_test
+def test_service_url_host_port(local: Any) -> pulumi.Output[Any]:
+    config = local(host_port=38080, node_address="10.0.0.5",
+                   values={"service": {"type": "NodePort", "nodePort": 30080}})
+
+    def check(r: Rollout) -> None:
+        assert r.exports["serviceUrl"] == "http://127.0.0.1:38080"
+
+    return rollout(config, check)
+
+
+@runtime_test
+def test_service_url_node_address(local: Any) -> pulumi.Output[Any]:
+    config = local(node_address="10.0.0.5",
+                   values={"service": {"type": "NodePort", "nodePort": 30123}})
+
+    def check(r: Rollout) -> None:
+        assert _service_port(r)["nodePort"] == 30123
+        assert r.exports["serviceUrl"] == "http://10.0.0.5:30123"
+
+    return rollout(config, check)
+
+
+@runtime_test
+def test_service_url_in_cluster_fallback(local: Any) -> pulumi.Output[Any]:
+    config = local(namespace="models-b", node_address="10.0.0.5",
+                   values={"service": {"type": "ClusterIP"}})
+
+    def check(r: Rollout) -> None:
+        name = r.one("Service")["metadata"]["name"]
+        port = _service_port(r)["port"]
+        assert r.exports["serviceUrl"] == f"http://{name}.models-b.svc.cluster.local:{port}"
+
+    return rollout(config, check)
+
+
+@runtime_test
+def test_service_url_load_balancer(local: Any) -> pulumi.Output[Any]:
+    """A load balancer's ingress wins over hostPort. The chart offers only NodePort and
+    ClusterIP, so the mock plays a cloud controller that gave the Service an ingress."""
+    config = local(host_port=38080)
+
+    def check(r: Rollout) -> None:
+        port = _service_port(r)["port"]
+        assert r.exports["serviceUrl"] == f"http://203.0.113.7:{port}"
+
+    return rollout(config, check, load_balancer={"ip": "203.0.113.7"})
+
+
+# --- the two ways to run the program ------------------------------------------------------
+
+
+@pytest.fixture
+def stack_config() -> Iterator[Callable[[dict[str, str]], None]]:
+    saved = dict(pulumi.runtime.config.CONFIG.get())
+
+    def set_config(values: dict[str, str]) -> None:
+        pulumi.runtime.set_all_config({f"{PROJECT}:{k}": v for k, v in values.items()})
+
+    yield set_config
+    pulumi.runtime.set_all_config(saved)
+
+
+@runtime_test
+def test_main_reads_stack_config(helm: Path, stack_config: Any) -> pulumi.Output[Any]:
+    stack_config({"chartVersion": "1.3.0", "chartPath": str(CHART), "replicaCount": "4",
+                  "values": json.dumps({"strategy": {"type": "Recreate"}})})
+    MOCKS.reset()
+    CONSTRUCTED.clear()
+    runpy.run_path(str(PROGRAM / "__main__.py"), run_name="__main__")
+    stack = pulumi.runtime.get_root_resource()
+
+    def check(exports: dict[str, Any]) -> None:
+        assert exports["deployment"]["image"] == "rollout-harness/model-server:1.3.0"
+        assert exports["deployment"]["replicas"] == 4
+        assert MOCKS.template_opts[0]["values"]["strategy"] == {"type": "Recreate"}
+
+    return pulumi.Output.all(**stack.outputs).apply(check)  # type: ignore[union-attr]
+
+
+def test_harness_can_load_the_program_from_its_file() -> None:
+    """The harness's way: importlib from the file path, then deploy(ModelConfig(...))."""
+    spec = importlib.util.spec_from_file_location("ml_model_program_by_path",
+                                                  PROGRAM / "ml_model_program.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look the module up while it executes
+    try:
+        spec.loader.exec_module(module)
+        config = module.ModelConfig(chart_version="1.0.0", chart_repo="http://127.0.0.1:8879")
+        assert config.effective_image_tag == "1.0.0"
+        assert callable(module.deploy)
+    finally:
+        del sys.modules[spec.name]
+
+
+# --- config validation --------------------------------------------------------------------
+
+
+def test_config_from_stack(stack_config: Any) -> None:
+    stack_config({"chartVersion": "1.1.0-flaky", "chartRepo": "http://127.0.0.1:8879",
+                  "imageRepository": "models/iris", "replicaCount": "2",
+                  "namespace": "canary", "releaseName": "ml-model-canary",
+                  "timeoutSeconds": "90", "hostPort": "38080", "nodeAddress": "172.18.0.2",
+                  "values": json.dumps({"service": {"type": "NodePort", "nodePort": 30081}})})
+    config = program.ModelConfig.from_pulumi_config(pulumi.Config())
+    assert config == program.ModelConfig(
+        chart_version="1.1.0-flaky", chart_repo="http://127.0.0.1:8879",
+        image_repository="models/iris", replica_count=2, namespace="canary",
+        release_name="ml-model-canary", timeout_seconds=90, host_port=38080,
+        node_address="172.18.0.2", values={"service": {"type": "NodePort", "nodePort": 30081}})
+    assert config.effective_image_tag == "1.1.0-flaky"
+    assert config.fullname == "ml-model-canary"
+
+
+def test_config_defaults(stack_config: Any) -> None:
+    stack_config({"chartVersion": "1.0.0", "chartPath": str(CHART)})
+    config = program.ModelConfig.from_pulumi_config(pulumi.Config())
+    assert (config.effective_image_repository, config.effective_image_tag,
+            config.effective_replica_count) == ("rollout-harness/model-server", "1.0.0", 3)
+    assert (config.namespace, config.release_name, config.timeout_seconds) == (
+        "ml-model", "ml-model", 300)
+    assert config.host_port is None and config.node_address is None
+    assert config.fullname == "ml-model"
+
+
+@pytest.mark.parametrize(("settings", "words"), [
+    ({"chartVersion": "1.0.0"}, ["chartPath", "chartRepo", "neither"]),
+    ({"chartVersion": "1.0.0", "chartPath": str(CHART), "chartRepo": "http://127.0.0.1:1"},
+     ["chartPath", "chartRepo", "both"]),
+    ({"chartVersion": "1.0.0", "chartPath": "charts/ml-model"}, ["chartPath", "absolute"]),
+    ({"chartVersion": "1.0.0", "chartRepo": "127.0.0.1:8879"}, ["chartRepo", "http"]),
+    ({"chartVersion": "1.0", "chartPath": str(CHART)}, ["chartVersion", "'1.0'", "SemVer"]),
+    ({"chartVersion": "v1.0.0", "chartPath": str(CHART)}, ["chartVersion", "'v1.0.0'"]),
+    ({"chartVersion": "1.0.0+build.5", "chartPath": str(CHART)}, ["chartVersion", "imageTag"]),
+    ({"chartVersion": "1.0.0", "chartPath": str(CHART), "replicaCount": "0"},
+     ["replicaCount", "0", ">= 1"]),
+    ({"chartVersion": "1.0.0", "chartPath": str(CHART), "replicaCount": "three"},
+     ["replicaCount", "'three'", "integer"]),
+    ({"chartVersion": "1.0.0", "chartPath": str(CHART), "imageTag": "a:b"}, ["imageTag", "a:b"]),
+    ({"chartVersion": "1.0.0", "chartPath": str(CHART), "imageRepository": "Bad Name"},
+     ["imageRepository", "Bad Name"]),
+    ({"chartVersion": "1.0.0", "chartPath": str(CHART), "namespace": "ML_Model"},
+     ["namespace", "ML_Model", "DNS label"]),
+    ({"chartVersion": "1.0.0", "chartPath": str(CHART), "timeoutSeconds": "0"},
+     ["timeoutSeconds", ">= 1"]),
+    ({"chartVersion": "1.0.0", "chartPath": str(CHART), "hostPort": "70000"},
+     ["hostPort", "70000", "65535"]),
+    ({"chartVersion": "1.0.0", "chartPath": str(CHART), "nodeAddress": "http://x"},
+     ["nodeAddress", "http://x"]),
+    ({"chartVersion": "1.0.0", "chartPath": str(CHART), "values": "[1, 2]"}, ["values"]),
+    ({"chartVersion": "1.0.0", "chartPath": str(CHART), "imageTag": "1.0.0",
+      "values": json.dumps({"image": {"tag": "2.0.0"}})}, ["imageTag", "values.image.tag"]),
+    ({"chartVersion": "1.0.0", "chartPath": str(CHART),
+      "values": json.dumps({"replicaCount": 0})}, ["values.replicaCount", ">= 1"]),
+    ({"chartVersion": "1.0.0", "chartPath": str(CHART), "imagetag": "2.0.0"},
+     ["unknown", "imagetag", "imageTag"]),
+])
+def test_bad_config_is_a_value_error_naming_key_and_value(
+        stack_config: Any, settings: dict[str, str], words: list[str]) -> None:
+    stack_config(settings)
+    with pytest.raises(ValueError) as raised:
+        program.ModelConfig.from_pulumi_config(pulumi.Config())
+    for word in words:
+        assert word in str(raised.value), f"{word!r} not in: {raised.value}"
+
+
+def test_values_fill_in_where_dedicated_keys_are_unset() -> None:
+    config = program.ModelConfig(
+        chart_version="1.0.0", chart_repo="http://127.0.0.1:1",
+        values={"image": {"repository": "models/iris", "pullPolicy": "Never"}, "replicaCount": 2})
+    assert config.chart_values() == {
+        "image": {"repository": "models/iris", "tag": "1.0.0", "pullPolicy": "Never"},
+        "replicaCount": 2}
+    same = dataclasses.replace(config, image_repository="models/iris", replica_count=2)
+    assert same.chart_values() == config.chart_values()
+    with pytest.raises(ValueError, match=r"replicaCount=5 and values\.replicaCount=2 disagree"):
+        dataclasses.replace(config, replica_count=5)
+
+
+def test_chart_version_is_required(stack_config: Any) -> None:
+    stack_config({"chartPath": str(CHART)})
+    with pytest.raises(pulumi.ConfigMissingError, match="chartVersion"):
+        program.ModelConfig.from_pulumi_config(pulumi.Config())
+
+
+def test_config_is_validated_without_pulumi_config() -> None:
+    with pytest.raises(ValueError, match="replicaCount must be an integer >= 1, not 0"):
+        program.ModelConfig(chart_version="1.0.0", chart_repo="http://127.0.0.1:1",
+                            replica_count=0)
+    with pytest.raises(ValueError, match="replicaCount must be an integer >= 1, not True"):
+        program.ModelConfig(chart_version="1.0.0", chart_repo="http://127.0.0.1:1",
+                            replica_count=True)

@@ -1,0 +1,3 @@
+module rollout-harness.local/toolchain/pause
+
+go 1.24

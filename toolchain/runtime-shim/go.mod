@@ -1,0 +1,3 @@
+module rollout-harness.local/toolchain/runtime-shim
+
+go 1.24
