@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HARNESS := $(BIN)/rollout-harness
 PYTEST := $(BIN)/pytest
 
-.PHONY: help setup toolchain toolchain-check cluster-up cluster-down test lint unit e2e bench clean
+.PHONY: help setup helm toolchain toolchain-check cluster-up cluster-down test lint unit e2e bench clean
 
 help:
 	@echo "make test        lint, unit tests, then e2e tests on a real kind cluster"
@@ -25,6 +25,10 @@ setup: $(VENV)/.installed
 toolchain: setup
 	$(HARNESS) toolchain
 
+# the chart and program unit tests render the chart with the real helm
+helm: setup
+	$(HARNESS) toolchain --only helm
+
 toolchain-check: setup
 	$(HARNESS) toolchain --check
 
@@ -38,7 +42,7 @@ lint: setup
 	$(BIN)/ruff check harness tests load images/model-server bench
 	$(BIN)/mypy
 
-unit: setup
+unit: helm
 	$(PYTEST) tests/unit -q
 
 e2e: toolchain

@@ -15,6 +15,7 @@ import http.server
 import logging
 import tarfile
 import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,22 +49,6 @@ class Repository:
                   what="helm repo index", error=errors.DeployError)
         return target
 
-    def versions(self) -> list[str]:
-        index = self.folder / "index.yaml"
-        if not index.exists():
-            return []
-        entries = yaml.safe_load(index.read_text()).get("entries", {}).get(CHART_NAME, [])
-        return sorted(str(entry["version"]) for entry in entries)
-
-    def require(self, version: str) -> None:
-        """Fail, naming what is there, unless the repository holds `version`."""
-        available = self.versions()
-        if version not in available:
-            raise errors.DeployError(
-                f"chart {CHART_NAME} {version} is not in the repository {self.folder}; "
-                f"available: {', '.join(available) or 'none'}"
-            )
-
     def unpacked(self, version: str, into: Path) -> Path:
         """The packaged chart at `version` as a folder, for the local-folder source."""
         target = into / f"{CHART_NAME}-{version}"
@@ -76,6 +61,40 @@ class Repository:
             (tmp / CHART_NAME).rename(target)
             tmp.rmdir()
         return target
+
+
+def published_versions(repo_url: str) -> list[str]:
+    """The chart versions a repository's index.yaml lists."""
+    url = repo_url.rstrip("/") + "/index.yaml"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            index = yaml.safe_load(response.read())
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise errors.DeployError(f"cannot read the chart repository index {url}: {e}") from e
+    entries = (index or {}).get("entries", {}).get(CHART_NAME, [])
+    return sorted(str(entry["version"]) for entry in entries)
+
+
+def require_published(repo_url: str, version: str) -> None:
+    available = published_versions(repo_url)
+    if version not in available:
+        raise errors.DeployError(
+            f"chart {CHART_NAME} {version} is not in the repository {repo_url}; "
+            f"available: {', '.join(available) or 'none'}; nothing was changed"
+        )
+
+
+def download(repo_url: str, version: str, folder: Path) -> Path:
+    """Fetch the packaged chart from the repository (to check its values before deploying)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{CHART_NAME}-{version}.tgz"
+    url = f"{repo_url.rstrip('/')}/{CHART_NAME}-{version}.tgz"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            target.write_bytes(response.read())
+    except OSError as e:
+        raise errors.DeployError(f"cannot fetch {url}: {e}") from e
+    return target
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

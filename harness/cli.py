@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="auto (default): cache, release, then build; release; build")
     toolchain.add_argument("--check", action="store_true",
                            help="list components and exit non-zero if one is missing")
+    toolchain.add_argument("--only", metavar="TOOL", default=None,
+                           help="obtain just this binary tool (e.g. helm), no docker needed")
 
     cluster = commands.add_parser("cluster", help="create, delete or inspect a kind cluster")
     cluster.add_argument("action", choices=("up", "down", "status"))
@@ -138,6 +140,9 @@ def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_toolchain(args: argparse.Namespace, settings: Settings) -> int:
     from harness import toolchain
 
+    if args.only:
+        print(toolchain.ensure_tool(settings, args.only))
+        return 0
     if not args.check:
         toolchain.ensure_all(settings)
     return print_check(settings)
@@ -157,8 +162,9 @@ def print_check(settings: Settings) -> int:
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
     cache = Cache(settings.cache_dir)
     figures = []
-    for key, label in (("run-cold", "last cold toolchain run"),
-                       ("run-warm", "last warm toolchain run"),
+    for key, label in (("run-cold", "last cold toolchain run (everything made)"),
+                       ("run-partial", "last partial run"),
+                       ("run-warm", "last warm toolchain run (nothing made)"),
                        ("cluster-up", "last cluster up to ready")):
         seconds = cache.recorded(key).get("seconds")
         if seconds is not None:

@@ -88,14 +88,17 @@ class ModelStack:
            chart_repo: str | None = None) -> Outcome:
         """Deploy `version` (chart and image aligned), or upgrade to it; await the rollout."""
         self._require_api()
+        if chart_repo:
+            charts.require_published(chart_repo, version)
+            chart_path = None
+            chart_file = charts.download(chart_repo, version, self.cache.state / "charts-fetched")
+        else:
+            chart_file = self.repository.package(version)
+            chart_path = self.repository.unpacked(version, self.cache.state / "charts-unpacked")
+        config = self._model_config(version, dict(values or {}), chart_path, chart_repo)
+        self._validate_values(chart_file, config)
         ref = images.ensure(self.settings, self.cache, version)
         images.load(self.cluster.name, self.toolchain.kind, ref, self.cache)
-        self.repository.package(version)
-        self.repository.require(version)
-        chart_path = None if chart_repo else self.repository.unpacked(
-            version, self.cache.state / "charts-unpacked")
-        config = self._model_config(version, dict(values or {}), chart_path, chart_repo)
-        self._validate_values(version, config)
         stack = self._stack()
         stack.set_all_config(self._stack_config(config))
         started = time.monotonic()
@@ -169,15 +172,15 @@ class ModelStack:
         return {key: auto.ConfigValue(value=str(value)) for key, value in pairs.items()
                 if value is not None}
 
-    def _validate_values(self, version: str, config: Any) -> None:
+    def _validate_values(self, chart: Path, config: Any) -> None:
         """Render the chart with helm first: schema errors surface before anything changes."""
-        values_file = self.cache.state / "charts" / f"values-{self.name}.json"
+        values_file = self.cache.state / f"values-{self.name}.json"
+        values_file.parent.mkdir(parents=True, exist_ok=True)
         values_file.write_text(json.dumps(config.chart_values()))
-        chart = self.repository.folder / f"{charts.CHART_NAME}-{version}.tgz"
         try:
             procs.output([self.tools.helm, "template", "check", chart, "--namespace",
                           config.namespace, "--values", values_file],
-                         what=f"the chart's values check for {version}",
+                         what=f"helm template of {chart.name}",
                          error=errors.DeployError)
         except errors.DeployError as e:
             raise errors.DeployError(f"chart values rejected, nothing was changed: {e}") from e

@@ -21,6 +21,8 @@ Settings from the environment:
 - ``LOAD_SEED``: seed for the choice of rows (0).
 
 No retries anywhere: a retry would hide exactly the failures the gate is for.
+Run with ``--stop-timeout`` (e.g. 10) so requests under way when the run
+ends are finished and recorded instead of being killed mid-flight.
 """
 
 from __future__ import annotations

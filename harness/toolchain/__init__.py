@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import progress
+from harness import errors, progress
 from harness.settings import Settings
 from harness.toolchain import components, docker, kind, kubernetes, nodeimage, pulumi, rootfs, tools
 from harness.toolchain.cache import Cache
@@ -28,6 +28,7 @@ __all__ = [
     "ensure",
     "ensure_all",
     "ensure_deploy",
+    "ensure_tool",
 ]
 
 BINARY_TOOLS = (
@@ -119,15 +120,28 @@ def _exclusive(cache: Cache) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def ensure_tool(settings: Settings, name: str) -> Path:
+    """One binary tool's folder, e.g. helm for the chart's unit tests."""
+    by_name = {tool.component: tool for tool in BINARY_TOOLS}
+    if name not in by_name:
+        raise errors.UsageError(f"no tool named {name!r}; tools: {', '.join(by_name)}")
+    cache = Cache(settings.cache_dir)
+    with _exclusive(cache):
+        return tools.ensure(cache, settings.toolchain, by_name[name])
+
+
 def ensure_all(settings: Settings) -> tuple[Toolchain, DeployTools]:
     """Everything, timed: the figures `--check` prints come from here."""
     cache = Cache(settings.cache_dir)
     started = time.monotonic()
     before = {c.name for c in check(settings) if c.present}
     ready = ensure(settings), ensure_deploy(settings)
-    made = sorted({c.name for c in check(settings) if c.present} - before)
+    after = {c.name for c in check(settings) if c.present}
+    made = sorted(after - before)
     seconds = round(time.monotonic() - started, 1)
-    cache.record("run-cold" if made else "run-warm", seconds=seconds, made=made)
+    # cold: nothing but docker was there before; partial: some of it was made
+    kind_of_run = "run-cold" if before <= {"docker"} else "run-partial" if made else "run-warm"
+    cache.record(kind_of_run, seconds=seconds, made=made)
     progress.say(f"toolchain ready in {seconds:.1f}s"
                  + (f" (made: {', '.join(made)})" if made else " (nothing to make)"))
     return ready

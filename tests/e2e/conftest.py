@@ -8,13 +8,12 @@ toolchain is a failure of the set-up, and the set-up builds what is missing.
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kube_helpers import fresh_namespace, leftovers
 from kubernetes import client, config
 
 from harness import cluster as clusters
@@ -47,18 +46,6 @@ def cluster(settings: Settings, toolchain: toolchains.Toolchain) -> Iterator[clu
     assert not left, f"cluster teardown left these behind: {left}"
 
 
-def leftovers(name: str) -> list[str]:
-    """Containers, networks and processes of the cluster still present."""
-    found = [f"container {c}" for c in clusters.node_containers(name)]
-    networks = subprocess.run(["docker", "network", "ls", "--format", "{{.Name}}"],
-                              capture_output=True, text=True, check=True).stdout.split()
-    found += [f"network {n}" for n in networks if n == "kind"]
-    procs = subprocess.run(["pgrep", "-af", f"kind.*{name}|kubectl.*{name}"],
-                           capture_output=True, text=True, check=False).stdout.splitlines()
-    found += [f"process {p}" for p in procs if "pgrep" not in p]
-    return found
-
-
 @pytest.fixture(scope="session")
 def api(cluster: clusters.Cluster) -> client.ApiClient:
     return config.new_client_from_config(str(cluster.kubeconfig))
@@ -66,11 +53,7 @@ def api(cluster: clusters.Cluster) -> client.ApiClient:
 
 @pytest.fixture
 def namespace(api: client.ApiClient) -> Iterator[str]:
-    name = f"e2e-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api(api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    yield name
-    core.delete_namespace(name)
+    yield from fresh_namespace(api)
 
 
 @pytest.fixture(scope="session")
@@ -84,3 +67,8 @@ def probe_image(cluster: clusters.Cluster, toolchain: toolchains.Toolchain) -> s
         rootfs.import_rootfs(root, PROBE_IMAGE, ('ENTRYPOINT ["/bin/probe"]',), log_path)
     cluster.kind.load_docker_image(PROBE_IMAGE)
     return PROBE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def deploy_tools(settings: Settings) -> toolchains.DeployTools:
+    return toolchains.ensure_deploy(settings)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from kubernetes import client
+
+from harness import cluster as clusters
 
 T = TypeVar("T")
 
@@ -64,3 +68,27 @@ def http_get_eventually(url: str, timeout: float) -> str:
             return None
 
     return eventually(attempt, timeout, f"GET {url}")
+
+
+def fresh_namespace(api: client.ApiClient) -> Iterator[str]:
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(api)
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    core.delete_namespace(name)
+
+
+def leftovers(name: str) -> list[str]:
+    """Containers, networks and processes of the cluster still present."""
+    found = [f"container {c}" for c in clusters.node_containers(name)]
+    networks = subprocess.run(["docker", "network", "ls", "--format", "{{.Name}}"],
+                              capture_output=True, text=True, check=True).stdout.split()
+    others = [c for c in subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "label=io.x-k8s.kind.cluster"],
+        capture_output=True, text=True, check=True).stdout.split()]
+    if not others:
+        found += [f"network {n}" for n in networks if n == "kind"]
+    procs = subprocess.run(["pgrep", "-af", f"kind.*{name}|kubectl.*{name}"],
+                           capture_output=True, text=True, check=False).stdout.splitlines()
+    found += [f"process {p}" for p in procs if "pgrep" not in p]
+    return found

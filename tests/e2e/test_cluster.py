@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import subprocess
+from collections.abc import Iterator
 
 import pytest
+from kube_helpers import eventually, fresh_namespace, http_get_eventually, pod, wait_pod_done
 from kubernetes import client
 
 from harness import cluster as clusters
-from harness import progress
 from harness.settings import Settings
 from harness.toolchain import Toolchain
-
-from .kube_helpers import eventually, http_get_eventually, pod, wait_pod_done
 
 
 def test_node_is_ready_and_coredns_running(cluster: clusters.Cluster, api: client.ApiClient):
@@ -34,10 +32,17 @@ def test_node_runs_the_toolchain_image(cluster: clusters.Cluster, toolchain: Too
     assert image == toolchain.node_image
 
 
-@pytest.fixture
-def probe_service(api: client.ApiClient, namespace: str, probe_image: str,
+@pytest.fixture(scope="module")
+def probe_namespace(api: client.ApiClient) -> Iterator[str]:
+    """One namespace for the tests sharing the probe Service and its fixed nodePort."""
+    yield from fresh_namespace(api)
+
+
+@pytest.fixture(scope="module")
+def probe_service(api: client.ApiClient, probe_namespace: str, probe_image: str,
                   settings: Settings) -> str:
     """A Deployment of the probe server behind the NodePort mapped to the host."""
+    namespace = probe_namespace
     apps = client.AppsV1Api(api)
     labels = {"app": "probe"}
     apps.create_namespaced_deployment(namespace, client.V1Deployment(
@@ -80,8 +85,9 @@ def test_nodeport_answers_on_loopback(cluster: clusters.Cluster, probe_service: 
     assert body.startswith("probe probe-")
 
 
-def test_pod_reaches_service_by_dns_name(api: client.ApiClient, namespace: str,
+def test_pod_reaches_service_by_dns_name(api: client.ApiClient, probe_namespace: str,
                                          probe_service: str, probe_image: str):
+    namespace = probe_namespace
     core = client.CoreV1Api(api)
     url = f"http://{probe_service}.{namespace}.svc.cluster.local:8080/"
     core.create_namespaced_pod(namespace, pod("client", probe_image, ["get", url, "60"]))
@@ -100,22 +106,3 @@ def test_privileged_pod_runs(api: client.ApiClient, namespace: str, probe_image:
     assert phase == "Succeeded", logs
     cap_sys_admin = 21
     assert (int(logs.strip(), 16) >> cap_sys_admin) & 1, f"CapEff {logs.strip()} lacks SYS_ADMIN"
-
-
-def test_healthy_leftover_is_reused(cluster: clusters.Cluster, settings: Settings,
-                                    toolchain: Toolchain):
-    with progress.redirected(io.StringIO()) as said:
-        again = clusters.up(settings.cluster, toolchain)
-    assert "reusing the healthy cluster" in said.getvalue()
-    assert again.kubeconfig == cluster.kubeconfig
-
-
-def test_broken_leftover_is_recreated(cluster: clusters.Cluster, settings: Settings,
-                                      toolchain: Toolchain):
-    (container,) = clusters.node_containers(cluster.name)
-    subprocess.run(["docker", "stop", "-t", "1", container], check=True, capture_output=True)
-    assert not clusters.status(settings.cluster, toolchain).ready
-    with progress.redirected(io.StringIO()) as said:
-        clusters.up(settings.cluster, toolchain)
-    assert "recreating it" in said.getvalue()
-    assert clusters.status(settings.cluster, toolchain).ready

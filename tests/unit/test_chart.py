@@ -1,23 +1,20 @@
 """The ml-model chart: schema checks in pure Python, rendered objects with helm.
 
-The helm tests need a ``helm`` binary: ``$HELM``, then ``helm`` on PATH, then
-the toolchain's ``$HARNESS_CACHE_DIR/tools/helm-*/helm``. Without one they
-are skipped with a reason, unless ``HARNESS_REQUIRE_HELM=1`` (set it in CI
-once the toolchain provides helm) turns the skip into a failure.
+The helm tests use the toolchain's helm (``make unit`` runs ``make helm``
+first); without it they fail, saying how to get it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from helm_binary import toolchain_helm
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "ml-model"
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
@@ -166,25 +163,9 @@ def test_schema_accepts_the_documented_switches(key: str, value: Any) -> None:
 # --- rendering with helm ---
 
 
-def find_helm() -> str | None:
-    if (explicit := os.environ.get("HELM")) and Path(explicit).is_file():
-        return explicit
-    if on_path := shutil.which("helm"):
-        return on_path
-    root = os.environ.get("HARNESS_CACHE_DIR") or str(Path.home() / ".cache" / "rollout-harness")
-    found = sorted(Path(root).expanduser().glob("tools/helm-*/helm"))
-    return str(found[-1]) if found else None
-
-
 @pytest.fixture(scope="module")
 def helm() -> str:
-    path = find_helm()
-    if path is None:
-        message = "no helm binary ($HELM, PATH or $HARNESS_CACHE_DIR/tools/helm-*/helm)"
-        if os.environ.get("HARNESS_REQUIRE_HELM") == "1":
-            pytest.fail(message + " and HARNESS_REQUIRE_HELM=1")
-        pytest.skip(message + "; run the toolchain step to get one")
-    return path
+    return str(toolchain_helm())
 
 
 def render(helm: str, *sets: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -42,9 +42,14 @@ def server(models: dict[str, Path]) -> Iterator[testing.ServerProcess]:
 def run_locust(
     host: str, record: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 90
 ) -> subprocess.CompletedProcess[str]:
-    """Locust as a subprocess, always bounded by ``-t`` (and the timeout)."""
+    """Locust as a subprocess, always bounded by ``-t`` (and the timeout).
+
+    ``--stop-timeout`` lets each user finish the request it has under way when
+    the run ends; without it Locust kills users mid-request and those requests
+    (answered by the server) are never recorded.
+    """
     command = [LOCUST, "-f", str(LOCUSTFILE), "--host", host, "--headless", "--only-summary",
-               "--loglevel", "WARNING", *args]  # fmt: skip
+               "--loglevel", "WARNING", "--stop-timeout", "10", *args]  # fmt: skip
     full_env = {**os.environ, "LOAD_RECORD_FILE": str(record), **(env or {})}
     return subprocess.run(
         command, env=full_env, capture_output=True, text=True, timeout=timeout, cwd=record.parent

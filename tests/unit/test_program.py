@@ -20,7 +20,6 @@ import importlib.util
 import json
 import os
 import runpy
-import shutil
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ from typing import Any, TypeVar, cast
 import pulumi
 import pytest
 import yaml
+from helm_binary import toolchain_helm
 
 from harness.toolchain import versions
 
@@ -48,18 +48,6 @@ CLUSTER_SCOPED = {
     "RuntimeClass", "CSIDriver", "CSINode", "VolumeAttachment",
 }
 """Kinds the provider leaves without a namespace (its decodeYaml sets the rest)."""
-
-
-def find_helm() -> Path | None:
-    """The toolchain's helm (the harness cache), else one on PATH, else a local Go build."""
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    cache = Path(os.environ.get("HARNESS_CACHE_DIR")
-                 or (Path(xdg) if xdg else Path.home() / ".cache") / "rollout-harness")
-    candidates = sorted((cache / "tools").glob("helm-*/helm"), reverse=True)
-    on_path = shutil.which("helm")
-    candidates += [Path(on_path)] if on_path else []
-    candidates.append(Path("/tmp/gob/helm/helm"))
-    return next((c for c in candidates if c.is_file() and os.access(c, os.X_OK)), None)
 
 
 class HelmMocks(pulumi.runtime.Mocks):
@@ -217,10 +205,7 @@ def rollout(config: program.ModelConfig, check: Callable[[Rollout], None],
 
 @pytest.fixture(scope="session")
 def helm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    binary = find_helm()
-    if binary is None:
-        pytest.fail("no helm binary: run `make toolchain` (it builds helm into the harness "
-                    "cache, ~/.cache/rollout-harness/tools/helm-*/helm) or put helm on PATH")
+    binary = toolchain_helm()
     if not (CHART / "Chart.yaml").is_file():
         pytest.fail(f"the chart is missing: {CHART}/Chart.yaml")
     home = tmp_path_factory.mktemp("helm-home")

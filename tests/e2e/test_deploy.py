@@ -1,0 +1,130 @@
+"""The Pulumi program deploys and upgrades the chart on a real cluster.
+
+Both chart sources are covered: the chart packaged at the version and read
+from disk, and the same package fetched from a chart repository served on
+127.0.0.1, as production fetches it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+from kube_helpers import eventually
+from kubernetes import client
+
+from harness import charts, errors, progress
+from harness import cluster as clusters
+from harness.deploy import PROJECT, ModelStack
+from harness.settings import Settings
+from harness.toolchain import DeployTools, Toolchain
+
+OLD, NEW = "1.0.0", "1.1.0"
+NAME = "ml-model"
+
+
+@pytest.fixture
+def stack(settings: Settings, cluster: clusters.Cluster, toolchain: Toolchain,
+          deploy_tools: DeployTools) -> Iterator[ModelStack]:
+    model = ModelStack(settings, cluster, toolchain, deploy_tools)
+    yield model
+    with contextlib.suppress(errors.HarnessError):
+        model.down()
+
+
+@contextlib.contextmanager
+def chart_source(kind: str, stack: ModelStack) -> Iterator[str | None]:
+    if kind == "folder":
+        yield None
+        return
+    for version in (OLD, NEW):
+        stack.repository.package(version)
+    with charts.serve(stack.repository.folder) as url:
+        yield url
+
+
+def rollout_state(api: client.ApiClient, namespace: str) -> dict[str, object]:
+    apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+    deployment = apps.read_namespaced_deployment(NAME, namespace)
+    sets = apps.list_namespaced_replica_set(namespace).items
+    pods = core.list_namespaced_pod(namespace).items
+    return {
+        "revision": deployment.metadata.annotations["deployment.kubernetes.io/revision"],
+        "ready": deployment.status.ready_replicas,
+        "image": deployment.spec.template.spec.containers[0].image,
+        "replica_sets": len(sets),
+        "active_sets": sum(1 for s in sets if (s.status.replicas or 0) > 0),
+        "pod_images": sorted({p.spec.containers[0].image for p in pods
+                              if p.metadata.deletion_timestamp is None}),
+    }
+
+
+@pytest.mark.parametrize("source", ["folder", "repo"])
+def test_up_upgrade_refresh_preview_down(source: str, stack: ModelStack,
+                                         api: client.ApiClient, settings: Settings):
+    namespace = settings.deploy.namespace
+    with chart_source(source, stack) as repo:
+        first = stack.up(OLD, chart_repo=repo)
+        state = rollout_state(api, namespace)
+        assert state["image"] == f"rollout-harness/model-server:{OLD}"
+        assert state["ready"] == settings.deploy.replicas
+        assert first.outputs["deployment"]["readyReplicas"] == settings.deploy.replicas
+        assert first.outputs["serviceUrl"] == f"http://127.0.0.1:{settings.cluster.host_port}"
+
+        second = stack.up(NEW, chart_repo=repo)
+        after = rollout_state(api, namespace)
+        assert int(after["revision"]) == int(state["revision"]) + 1
+        assert after["replica_sets"] == 2 and after["active_sets"] == 1
+        assert after["ready"] == settings.deploy.replicas
+        assert after["image"] == f"rollout-harness/model-server:{NEW}"
+        assert second.outputs["deployment"]["revision"] == after["revision"]
+        eventually(lambda: rollout_state(api, namespace)["pod_images"]
+                   == [f"rollout-harness/model-server:{NEW}"], 60, "only new pods left")
+
+        stack.refresh()
+        planned = stack.preview()
+        assert set(planned) <= {"same"}, planned
+
+    stack.down()
+    core = client.CoreV1Api(api)
+
+    def namespace_gone() -> bool:
+        names = [n.metadata.name for n in core.list_namespace().items]
+        return namespace not in names
+
+    eventually(namespace_gone, 120, f"namespace {namespace} deleted")
+
+
+def test_faults_change_nothing(stack: ModelStack, api: client.ApiClient, settings: Settings):
+    namespace = settings.deploy.namespace
+    stack.up(OLD)
+    before = rollout_state(api, namespace)
+
+    stack.repository.package(OLD)
+    with charts.serve(stack.repository.folder) as repo, \
+            pytest.raises(errors.DeployError, match=r"9\.9\.9 is not in the repository.*1\.0\.0"):
+        stack.up("9.9.9", chart_repo=repo)
+
+    with pytest.raises(errors.DeployError, match="values rejected, nothing was changed"):
+        stack.up(NEW, values={"strategy": {"type": "BlueGreen"}})
+    assert rollout_state(api, namespace) == before
+
+
+def test_stale_lock_from_a_killed_run_is_cleared(stack: ModelStack, api: client.ApiClient,
+                                                 settings: Settings):
+    stack.up(OLD)
+    locks = stack.state / ".pulumi" / "locks" / "organization" / PROJECT / stack.name
+    locks.mkdir(parents=True, exist_ok=True)
+    dead = 2**22 + 12345
+    (locks / "killed-run.json").write_text(json.dumps(
+        {"pid": dead, "username": "root", "hostname": os.uname().nodename,
+         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ")}))
+    with progress.redirected(io.StringIO()) as said:
+        outcome = stack.up(NEW)
+    assert f"removed the lock left by a killed run (pid {dead})" in said.getvalue()
+    assert outcome.outputs["imageTag"] == NEW

@@ -1,0 +1,61 @@
+"""Errors of the deploy layer that need no cluster: one line, naming what to fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness import charts, cli, errors
+from harness.cluster import Cluster
+from harness.deploy import ModelStack
+from harness.settings import Settings
+from harness.toolchain import DeployTools, Toolchain
+from harness.toolchain.cache import Cache
+
+
+def unreachable_kubeconfig(path: Path) -> Path:
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "kind-gone",
+        "clusters": [{"name": "kind-gone", "cluster": {"server": "https://127.0.0.1:1"}}],
+        "contexts": [{"name": "kind-gone", "context": {"cluster": "kind-gone", "user": "u"}}],
+        "users": [{"name": "u", "user": {"token": "x"}}],
+    }))
+    return path
+
+
+def test_unreachable_api_names_the_kubeconfig_and_context(tmp_path: Path):
+    kubeconfig = unreachable_kubeconfig(tmp_path / "kubeconfig")
+    cache = Cache(tmp_path / "cache")
+    cluster = Cluster("gone", kubeconfig, 30080, "node:x", kind=None)  # no kind needed
+    stack = ModelStack(Settings(), cluster, Toolchain(tmp_path, tmp_path, "node:x", cache),
+                       DeployTools(tmp_path, tmp_path, tmp_path))
+    with pytest.raises(errors.DeployError) as caught:
+        stack.up("1.0.0")
+    message = str(caught.value)
+    assert "Kubernetes API is unreachable" in message
+    assert str(kubeconfig) in message and "context kind-gone" in message
+    assert caught.value.exit_code == 72
+
+
+def test_version_missing_from_a_repository_lists_the_available_ones(tmp_path: Path):
+    (tmp_path / "index.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "entries": {
+        "ml-model": [{"version": "1.0.0"}, {"version": "1.1.0"}]}}))
+    with charts.serve(tmp_path) as url:
+        assert charts.published_versions(url) == ["1.0.0", "1.1.0"]
+        with pytest.raises(errors.DeployError, match=r"2\.0\.0 is not in .*1\.0\.0, 1\.1\.0"):
+            charts.require_published(url, "2.0.0")
+
+
+def test_set_values_become_nested_chart_values():
+    values = cli.parse_values(["gracefulDrain.enabled=false", "strategy.type=Recreate",
+                               "replicaCount=2", "model.name=wine"])
+    assert values == {"gracefulDrain": {"enabled": False}, "strategy": {"type": "Recreate"},
+                      "replicaCount": 2, "model": {"name": "wine"}}
+
+
+@pytest.mark.parametrize("bad", ["novalue", "=x", "a..b=1"])
+def test_malformed_set_is_a_usage_error(bad: str):
+    with pytest.raises(errors.UsageError, match="KEY=VALUE"):
+        cli.parse_values([bad])
