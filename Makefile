@@ -6,9 +6,13 @@ BIN := $(VENV)/bin
 HARNESS := $(BIN)/rollout-harness
 PYTEST := $(BIN)/pytest
 
-.PHONY: help setup helm toolchain toolchain-check cluster-up cluster-down test lint unit e2e bench clean
+.PHONY: help setup helm toolchain toolchain-check cluster-up cluster-down rollout down test lint unit e2e bench clean
+
+OLD ?= 1.0.0
+NEW ?= 1.1.0
 
 help:
+	@echo "make rollout     deploy OLD (1.0.0), then roll out NEW (1.1.0) with the Pulumi program"
 	@echo "make test        lint, unit tests, then e2e tests on a real kind cluster"
 	@echo "make toolchain   docker, kind, node image (built from Go modules if needed)"
 	@echo "make cluster-up  a kind cluster from the toolchain; make cluster-down deletes it"
@@ -38,8 +42,17 @@ cluster-up: setup
 cluster-down: setup
 	$(HARNESS) cluster down
 
+# the furthest real flow until the gate exists: deploy, then a rolling update
+rollout: setup
+	$(HARNESS) up --version $(OLD)
+	$(HARNESS) up --version $(NEW)
+
+down: setup
+	$(HARNESS) down
+	$(HARNESS) cluster down
+
 lint: setup
-	$(BIN)/ruff check harness tests load images/model-server bench
+	$(BIN)/ruff check harness tests load images/model-server bench programs
 	$(BIN)/mypy
 
 unit: helm
@@ -51,6 +64,7 @@ e2e: toolchain
 test: lint unit e2e
 
 bench: setup
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk >/dev/null; } || echo "wrk not installed: the built-in client is used"
 	$(BIN)/python bench/bench_server.py
 	$(BIN)/python bench/bench_recording.py
 

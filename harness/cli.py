@@ -123,7 +123,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             repo_url = stay.enter_context(charts.serve(stack.repository.folder))
         outcome = stack.up(args.version, values, chart_repo=repo_url)
     print(json.dumps({"version": outcome.version, "seconds": outcome.seconds,
-                      "changes": outcome.changes, "outputs": outcome.outputs}, indent=2))
+                      "rollout_seconds": outcome.rollout_seconds, "changes": outcome.changes,
+                      "outputs": outcome.outputs}, indent=2))
     return 0
 
 
@@ -132,6 +133,9 @@ def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
     from harness.deploy import ModelStack
 
     tools, deploy_tools = toolchain.ensure_all(settings)
+    if not cluster.status(settings.cluster, tools).ready:
+        progress.say(f"cluster {settings.cluster.name} is not running: nothing to destroy")
+        return 0
     made = cluster.up(settings.cluster, tools)
     ModelStack(settings, made, tools, deploy_tools).down()
     return 0

@@ -44,6 +44,8 @@ class Outcome:
     outputs: dict[str, Any]
     changes: dict[str, int]
     seconds: float
+    rollout_seconds: float | None
+    """Of `seconds`, the time Pulumi spent updating and awaiting the Deployment."""
 
 
 def load_program() -> ModuleType:
@@ -102,11 +104,12 @@ class ModelStack:
         stack = self._stack()
         stack.set_all_config(self._stack_config(config))
         started = time.monotonic()
+        timer = _DeploymentTimer()
         with progress.step(f"pulumi up: {PROJECT} {version} on {self.name}"):
-            result = self._run(lambda: stack.up(on_output=self._output, color="never"),
-                               f"pulumi up of {version}")
+            result = self._run(lambda: stack.up(on_output=self._output, on_event=timer,
+                                                color="never"), f"pulumi up of {version}")
         return Outcome(version, _plain(result.outputs), dict(result.summary.resource_changes or {}),
-                       round(time.monotonic() - started, 1))
+                       round(time.monotonic() - started, 1), timer.seconds)
 
     def preview(self) -> dict[str, int]:
         """Planned changes against the current config (an unchanged stack plans none)."""
@@ -198,10 +201,11 @@ class ModelStack:
             "PULUMI_HOME": str(home),
             "KUBECONFIG": str(self.cluster.kubeconfig),
         }
-        for key, value in env.items():
-            # the inline program runs in this process and reads the same settings
-            os.environ[key] = value
+        # the stack's config file lives in the work dir: keep it across runs
+        work_dir = self.cache.state / "pulumi-work" / self.name
+        work_dir.mkdir(parents=True, exist_ok=True)
         options = auto.LocalWorkspaceOptions(
+            work_dir=str(work_dir),
             pulumi_home=str(home),
             env_vars=env,
             pulumi_command=auto.PulumiCommand(root=str(self.tools.pulumi_root)),
@@ -261,6 +265,23 @@ class ModelStack:
         except auto.CommandError as e:
             raise errors.DeployError(
                 f"{what} failed: {_last_error(str(e))} (full output in {self.log_path})") from e
+
+
+class _DeploymentTimer:
+    """Times the Deployment's step (update and rollout await) from the engine's events."""
+
+    TYPE = "kubernetes:apps/v1:Deployment"
+
+    def __init__(self) -> None:
+        self.started: float | None = None
+        self.seconds: float | None = None
+
+    def __call__(self, event: auto.EngineEvent) -> None:
+        pre, done = event.resource_pre_event, event.res_outputs_event
+        if pre is not None and pre.metadata.type == self.TYPE and pre.metadata.op != "same":
+            self.started = time.monotonic()
+        elif done is not None and done.metadata.type == self.TYPE and self.started is not None:
+            self.seconds = round(time.monotonic() - self.started, 1)
 
 
 def _alive(pid: int) -> bool:

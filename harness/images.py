@@ -10,7 +10,6 @@ index even where containers cannot) — the usual air-gapped pattern.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 from harness import errors, procs, progress
 from harness.settings import Settings
 from harness.toolchain import components, rootfs
-from harness.toolchain.cache import RECIPES, REPO_ROOT, Cache, recipe_hash
+from harness.toolchain.cache import RECIPES, REPO_ROOT, Cache, building, recipe_hash
 
 SERVER_DIR = REPO_ROOT / "images" / "model-server"
 REPOSITORY = "rollout-harness/model-server"
@@ -46,8 +45,6 @@ def wheelhouse(cache: Cache) -> Path:
     folder = cache.root / "wheelhouse" / key
     if folder.exists():
         return folder
-    from harness.toolchain.cache import building
-
     with progress.step("downloading the model server's wheels"), building(folder) as tmp:
         procs.run(
             [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
@@ -92,7 +89,3 @@ def load(cluster_name: str, kind: Path, ref: str, cache: Cache) -> None:
               log_path=cache.log("kind-load"), what=f"kind load of {ref}",
               error=errors.ClusterError)
 
-
-def present(ref: str) -> bool:
-    return subprocess.run(["docker", "image", "inspect", ref], capture_output=True,
-                          check=False).returncode == 0

@@ -115,15 +115,27 @@ def test_faults_change_nothing(stack: ModelStack, api: client.ApiClient, setting
     assert rollout_state(api, namespace) == before
 
 
+def write_lock(stack: ModelStack, pid: int) -> None:
+    """A lock as pulumi's file backend writes it, owned by process `pid` on this host."""
+    locks = stack.state / ".pulumi" / "locks" / "organization" / PROJECT / stack.name
+    locks.mkdir(parents=True, exist_ok=True)
+    (locks / f"run-{pid}.json").write_text(json.dumps(
+        {"pid": pid, "username": "root", "hostname": os.uname().nodename,
+         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ")}))
+
+
 def test_stale_lock_from_a_killed_run_is_cleared(stack: ModelStack, api: client.ApiClient,
                                                  settings: Settings):
     stack.up(OLD)
-    locks = stack.state / ".pulumi" / "locks" / "organization" / PROJECT / stack.name
-    locks.mkdir(parents=True, exist_ok=True)
+    # control: a lock whose owner is alive blocks pulumi, so the path is the real one
+    write_lock(stack, os.getpid())
+    with pytest.raises(errors.DeployError, match="is locked by a running update"):
+        stack.up(NEW)
+    for lock in stack.state.glob(".pulumi/locks/**/run-*.json"):
+        lock.unlink()
+
     dead = 2**22 + 12345
-    (locks / "killed-run.json").write_text(json.dumps(
-        {"pid": dead, "username": "root", "hostname": os.uname().nodename,
-         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ")}))
+    write_lock(stack, dead)
     with progress.redirected(io.StringIO()) as said:
         outcome = stack.up(NEW)
     assert f"removed the lock left by a killed run (pid {dead})" in said.getvalue()

@@ -1,0 +1,55 @@
+"""The command line: one clear line per error, documented exit codes."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from harness import cli, progress
+from harness.toolchain import docker
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with progress.redirected(io.StringIO()) as said:
+        code = cli.main(argv)
+    out = capsys.readouterr().out
+    return code, out, said.getvalue()
+
+
+def test_check_on_an_empty_cache_lists_what_is_missing(tmp_path: Path, capsys,
+                                                       monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    code, out, _ = run(["toolchain", "--check"], capsys)
+    assert code == 1
+    assert out.splitlines()[0].split()[:4] == ["component", "version", "source", "took"]
+    assert "missing: kind, kubernetes" in out and "(run `make toolchain`)" in out
+
+
+def test_no_docker_and_no_way_to_install_it_is_one_line_and_exit_69(
+        tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(docker, "info", lambda: None)
+    monkeypatch.setattr(docker.shutil, "which", lambda name: None)
+    monkeypatch.setattr(docker.os, "geteuid", lambda: 1000)
+    code, _, said = run(["toolchain"], capsys)
+    assert code == 69
+    errors = [line for line in said.splitlines() if line.startswith("==> error:")]
+    assert len(errors) == 1
+    assert "no docker engine is running" in errors[0]
+    assert "install Docker 20.10 or newer and start it" in errors[0]
+
+
+def test_unknown_tool_is_a_usage_error(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    code, _, said = run(["toolchain", "--only", "kubeflow"], capsys)
+    assert code == 64
+    assert "no tool named 'kubeflow'; tools: kind, kubernetes" in said
+
+
+def test_bad_environment_value_is_a_usage_error(capsys, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HARNESS_NODE_PORT", "80")
+    code, _, said = run(["toolchain", "--check"], capsys)
+    assert code == 64
+    assert "30000-32767" in said
