@@ -134,6 +134,7 @@ def ensure_all(settings: Settings) -> tuple[Toolchain, DeployTools]:
     """Everything, timed: the figures `--check` prints come from here."""
     cache = Cache(settings.cache_dir)
     started = time.monotonic()
+    docker.ensure(cache)  # first, so images are judged present or not by a running engine
     before = {c.name for c in check(settings) if c.present}
     ready = ensure(settings), ensure_deploy(settings)
     after = {c.name for c in check(settings) if c.present}
