@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from harness import errors, procs
-from harness.toolchain.cache import REPO_ROOT
+from harness.toolchain.cache import REPO_ROOT, recipe_hash
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +37,28 @@ class Repository:
     helm: Path
     log_path: Path
 
+    @classmethod
+    def of_current_chart(cls, root: Path, helm: Path, log_path: Path) -> Repository:
+        """The repository for charts/ml-model as it is now: an edited chart gets a new
+        folder, so a package made from an older copy is never deployed by mistake."""
+        return cls(root / recipe_hash([CHART_DIR]), helm, log_path)
+
     def package(self, version: str) -> Path:
-        """Add the chart at `version` (appVersion the same) and re-index."""
+        """Add the chart at `version` (appVersion the same) and index it."""
         self.folder.mkdir(parents=True, exist_ok=True)
         target = self.folder / f"{CHART_NAME}-{version}.tgz"
-        if not target.exists():
-            procs.run([self.helm, "package", CHART_DIR, "--version", version, "--app-version",
-                       version, "--destination", self.folder], log_path=self.log_path,
-                      what=f"helm package {CHART_NAME} {version}", error=errors.DeployError)
+        if target.exists():
+            return target
+        procs.run([self.helm, "package", CHART_DIR, "--version", version, "--app-version",
+                   version, "--destination", self.folder], log_path=self.log_path,
+                  what=f"helm package {CHART_NAME} {version}", error=errors.DeployError)
         procs.run([self.helm, "repo", "index", self.folder], log_path=self.log_path,
                   what="helm repo index", error=errors.DeployError)
         return target
 
-    def unpacked(self, version: str, into: Path) -> Path:
+    def unpacked(self, version: str) -> Path:
         """The packaged chart at `version` as a folder, for the local-folder source."""
+        into = self.folder.with_name(f"{self.folder.name}-unpacked")
         target = into / f"{CHART_NAME}-{version}"
         if not (target / "Chart.yaml").exists():
             archive = self.package(version)

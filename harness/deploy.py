@@ -81,8 +81,8 @@ class ModelStack:
         self.state = self.cache.state / "pulumi"
         self.name = cluster.name
         self.log_path = self.cache.log(f"pulumi-{self.name}")
-        self.repository = charts.Repository(self.cache.state / "charts", tools.helm,
-                                            self.cache.log("helm"))
+        self.repository = charts.Repository.of_current_chart(
+            self.cache.state / "charts", tools.helm, self.cache.log("helm"))
 
     # -- public operations -------------------------------------------------
 
@@ -96,7 +96,7 @@ class ModelStack:
             chart_file = charts.download(chart_repo, version, self.cache.state / "charts-fetched")
         else:
             chart_file = self.repository.package(version)
-            chart_path = self.repository.unpacked(version, self.cache.state / "charts-unpacked")
+            chart_path = self.repository.unpacked(version)
         config = self._model_config(version, dict(values or {}), chart_path, chart_repo)
         self._validate_values(chart_file, config)
         ref = images.ensure(self.settings, self.cache, version)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,8 +152,6 @@ def parse_node_port(value: str | int) -> int:
 
 
 def parse_cluster_name(value: str) -> str:
-    import re
-
     if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,48}[a-z0-9])?", value):
         raise errors.UsageError(
             f"cluster name {value!r} must be lower-case letters, digits and '-', 1-50 long"

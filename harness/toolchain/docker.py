@@ -34,7 +34,6 @@ START_TIMEOUT = 60.0
 class Engine:
     version: str
     default_runtime: str
-    started_by_us: bool
 
 
 def capability_missing(status_text: str | None = None, cap: int = CAP_SYS_RESOURCE) -> bool:
@@ -65,7 +64,7 @@ def info() -> Engine | None:
     if out.returncode != 0 or "|" not in out.stdout:
         return None
     version, runtime = out.stdout.strip().split("|", 1)
-    return Engine(version=version, default_runtime=runtime, started_by_us=False)
+    return Engine(version=version, default_runtime=runtime)
 
 
 def ensure(cache: Cache) -> Engine:
@@ -115,7 +114,7 @@ def _start(cache: Cache) -> Engine:
     while time.monotonic() < deadline:
         engine = info()
         if engine is not None:
-            return Engine(engine.version, engine.default_runtime, started_by_us=True)
+            return engine
         if process.poll() is not None:
             raise errors.DockerUnavailable(
                 f"dockerd exited with code {process.returncode} at start; see {log_path}\n"

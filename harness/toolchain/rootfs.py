@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -113,19 +114,14 @@ def _debootstrapped(cache: Cache, settings: ToolchainSettings, recipe: Recipe) -
 
 def import_rootfs(root: Path, tag: str, changes: tuple[str, ...], log_path: Path) -> None:
     """`tar | docker import` the folder as tag (the tag appears only on success)."""
-    change_args = " ".join(f"--change {shell_quote(c)}" for c in changes)
+    change_args = " ".join(f"--change {shlex.quote(c)}" for c in changes)
     procs.run(
         ["bash", "-o", "pipefail", "-c",
-         f"tar -C {shell_quote(str(root))} --numeric-owner -c . | docker import {change_args} - "
-         f"{shell_quote(tag)}"],
+         f"tar -C {shlex.quote(str(root))} --numeric-owner -c . | docker import {change_args} - "
+         f"{shlex.quote(tag)}"],
         log_path=log_path, what=f"docker import of {tag}",
     )
 
-
-def shell_quote(value: str) -> str:
-    import shlex
-
-    return shlex.quote(value)
 
 
 def debootstrap() -> str:

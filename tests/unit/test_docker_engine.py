@@ -21,14 +21,14 @@ def test_status_without_capbnd_is_not_treated_as_missing():
 def test_old_engine_is_refused_with_the_fix(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(docker, "capability_missing", lambda *a: False)
     with pytest.raises(errors.DockerUnavailable, match=r"19\.03\.1 is too old.*20\.10"):
-        docker._check(docker.Engine("19.03.1", "runc", started_by_us=False))
+        docker._check(docker.Engine("19.03.1", "runc"))
 
 
 def test_engine_without_shim_on_a_host_missing_the_capability(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(docker, "capability_missing", lambda *a: True)
     with pytest.raises(errors.DockerUnavailable, match=r"CAP_SYS_RESOURCE.*make toolchain"):
-        docker._check(docker.Engine("20.10.24", "runc", started_by_us=False))
-    docker._check(docker.Engine("20.10.24", docker.SHIM_RUNTIME, started_by_us=True))
+        docker._check(docker.Engine("20.10.24", "runc"))
+    docker._check(docker.Engine("20.10.24", docker.SHIM_RUNTIME))
 
 
 def test_unreadable_version_is_a_clear_error():
