@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness import cli, progress
-from harness.toolchain import docker
+from harness.toolchain import docker, rootfs
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -18,13 +18,21 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return code, out, said.getvalue()
 
 
+@pytest.mark.parametrize("engine_running", [False, True])
 def test_check_on_an_empty_cache_lists_what_is_missing(tmp_path: Path, capsys,
-                                                       monkeypatch: pytest.MonkeyPatch):
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       engine_running: bool):
+    """Whether or not an engine happens to run on this machine, the list is exact."""
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    engine = docker.Engine(version="20.10.24", default_runtime="runc") if engine_running else None
+    monkeypatch.setattr(docker, "info", lambda: engine)
+    monkeypatch.setattr(rootfs, "image_exists", lambda tag: False)
     code, out, _ = run(["toolchain", "--check"], capsys)
     assert code == 1
     assert out.splitlines()[0].split()[:4] == ["component", "version", "source", "took"]
-    assert "missing: kind, kubernetes" in out and "(run `make toolchain`)" in out
+    missing = "missing: kind, kubernetes" if engine_running else "missing: docker, kind, kubernetes"
+    assert missing in out and "(run `make toolchain`)" in out
+    assert out.rstrip().endswith("node-image (run `make toolchain`)")
 
 
 def test_no_docker_and_no_way_to_install_it_is_one_line_and_exit_69(
