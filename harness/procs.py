@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,6 +20,29 @@ from harness import errors
 log = logging.getLogger(__name__)
 
 TAIL_LINES = 15
+
+# Root's tools (dockerd, debootstrap and the chroot, mount and iptables it and
+# dockerd call) live here; minimal PATHs (cron, CI runners, `env -i`) omit them.
+SYSTEM_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+def system_path(path: str | None = None) -> str:
+    """PATH (default: this process's) with the system folders it lacks appended."""
+    parts = [part for part in (os.environ.get("PATH", "") if path is None else path).split(":")
+             if part]
+    return ":".join([*parts, *(folder for folder in SYSTEM_DIRS if folder not in parts)])
+
+
+def which(name: str) -> str | None:
+    """shutil.which over `system_path()`: finds dockerd even when PATH lacks /usr/sbin."""
+    return shutil.which(name, path=system_path())
+
+
+def environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for a command we start: ours, `extra`, and a PATH with system folders."""
+    env = {**os.environ, **(extra or {})}
+    env["PATH"] = system_path(env.get("PATH", ""))
+    return env
 
 
 def run(
@@ -35,7 +59,7 @@ def run(
     """Run cmd, appending its output to log_path; raise `error` if it fails."""
     argv = [os.fspath(part) for part in cmd]
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    full_env = {**os.environ, **(env or {})}
+    full_env = environment(env)
     log.debug("running %s (log %s)", shlex.join(argv), log_path)
     with log_path.open("ab") as out:
         out.write(f"$ {shlex.join(argv)}\n".encode())
@@ -65,7 +89,7 @@ def output(
     argv = [os.fspath(part) for part in cmd]
     try:
         done = subprocess.run(
-            argv, capture_output=True, text=True, env={**os.environ, **(env or {})},
+            argv, capture_output=True, text=True, env=environment(env),
             timeout=timeout, check=False, stdin=subprocess.DEVNULL,
         )
     except FileNotFoundError as e:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -92,13 +91,14 @@ def _check(engine: Engine) -> None:
 
 
 def _start(cache: Cache) -> Engine:
-    dockerd = shutil.which("dockerd")
+    dockerd = procs.which("dockerd")
     if dockerd is None:
         _install()
-        dockerd = shutil.which("dockerd")
+        dockerd = procs.which("dockerd")
         if dockerd is None:
             raise errors.DockerUnavailable(
-                "docker.io was installed but dockerd is not on PATH; start docker by hand"
+                "docker.io was installed but no dockerd is on PATH or in "
+                f"{', '.join(procs.SYSTEM_DIRS)}; start docker by hand"
             )
     cmd = [dockerd]
     if capability_missing():
@@ -108,7 +108,7 @@ def _start(cache: Cache) -> Engine:
     with log_path.open("ab") as out:
         process = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            start_new_session=True, env=procs.environment(),
         )
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -127,7 +127,7 @@ def _start(cache: Cache) -> Engine:
 
 
 def _install() -> None:
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+    if os.geteuid() != 0 or procs.which("apt-get") is None:
         raise errors.DockerUnavailable(
             "no docker engine is running and this host cannot install one (needs root and "
             "apt-get): install Docker 20.10 or newer and start it, then rerun"

@@ -125,14 +125,14 @@ def import_rootfs(root: Path, tag: str, changes: tuple[str, ...], log_path: Path
 
 
 def debootstrap() -> str:
-    found = shutil.which("debootstrap")
+    found = procs.which("debootstrap")
     if found:
         return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
+    if os.geteuid() == 0 and procs.which("apt-get"):
         procs.output(["apt-get", "install", "-y", "-q", "debootstrap"],
                      what="apt-get install debootstrap", timeout=600,
                      env={"DEBIAN_FRONTEND": "noninteractive"}, error=errors.ToolchainError)
-        found = shutil.which("debootstrap")
+        found = procs.which("debootstrap")
     if not found:
         raise errors.ToolchainError(
             "building base images needs debootstrap (as root): apt-get install debootstrap"

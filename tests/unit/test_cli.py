@@ -39,7 +39,7 @@ def test_no_docker_and_no_way_to_install_it_is_one_line_and_exit_69(
         tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(docker, "info", lambda: None)
-    monkeypatch.setattr(docker.shutil, "which", lambda name: None)
+    monkeypatch.setattr(docker.procs, "which", lambda name: None)
     monkeypatch.setattr(docker.os, "geteuid", lambda: 1000)
     code, _, said = run(["toolchain"], capsys)
     assert code == 69
