@@ -6,13 +6,18 @@ BIN := $(VENV)/bin
 HARNESS := $(BIN)/rollout-harness
 PYTEST := $(BIN)/pytest
 
-.PHONY: help setup helm toolchain toolchain-check cluster-up cluster-down rollout down test lint unit e2e bench clean
+.PHONY: help setup helm toolchain toolchain-check cluster-up cluster-down verify rehearse rollout down test lint unit e2e bench clean
 
 OLD ?= 1.0.0
 NEW ?= 1.1.0
 
+REPORT ?= rollout-report
+
 help:
-	@echo "make rollout     deploy OLD (1.0.0), then roll out NEW (1.1.0) with the Pulumi program"
+	@echo "make verify      the gate: roll OLD (1.0.0) -> NEW (1.1.0) under traffic on a fresh kind"
+	@echo "                 cluster; exit 0 PASS, 1 FAIL, 3 INCONCLUSIVE; report in ./$(REPORT)"
+	@echo "make rehearse    the same rollout and verdict on the (kept) cluster"
+	@echo "make rollout     deploy OLD, then roll out NEW with the Pulumi program (no traffic)"
 	@echo "make test        lint, unit tests, then e2e tests on a real kind cluster"
 	@echo "make toolchain   docker, kind, node image (built from Go modules if needed)"
 	@echo "make cluster-up  a kind cluster from the toolchain; make cluster-down deletes it"
@@ -42,7 +47,14 @@ cluster-up: setup
 cluster-down: setup
 	$(HARNESS) cluster down
 
-# the furthest real flow until the gate exists: deploy, then a rolling update
+# the gate: toolchain, cluster, images, rollout under traffic, verdict, report, clean-up
+verify: setup
+	$(HARNESS) verify --from $(OLD) --to $(NEW) --report-dir $(REPORT) $(ARGS)
+
+rehearse: setup
+	$(HARNESS) rehearse --from $(OLD) --to $(NEW) --report-dir $(REPORT) $(ARGS)
+
+# the rollout alone, without traffic or verdict
 rollout: setup
 	$(HARNESS) up --version $(OLD)
 	$(HARNESS) up --version $(NEW)
@@ -70,4 +82,4 @@ bench: setup
 
 clean:
 	-$(HARNESS) cluster down
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache reports
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache reports $(REPORT)

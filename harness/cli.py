@@ -1,7 +1,9 @@
 """The `rollout-harness` command line.
 
-Exit codes: 0 success; 1 a check or gate failed (missing toolchain parts,
-a failing verdict); 2 an error the harness could not get past; 64 bad usage;
+Exit codes: 0 success (verify/rehearse: PASS); 1 a check or gate failed
+(missing toolchain parts, a FAIL verdict); 3 the verdict is INCONCLUSIVE
+(the traffic did not cover the rollout: never a pass); 2 an error the
+harness could not get past; 64 bad usage;
 69 no docker engine; 70 toolchain build/download failure; 71 cluster
 failure; 72 deploy failure; 130 interrupted.
 """
@@ -65,6 +67,39 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--name", "--cluster", dest="name", default=None, help="cluster name")
     down.add_argument("--source", choices=SOURCES, default=None, help=argparse.SUPPRESS)
 
+    for name, text in (
+        ("verify", "the gate: make a cluster, roll FROM -> TO under traffic, judge every "
+                   "request, clean up"),
+        ("rehearse", "the same rollout and verdict on an existing (or reused) cluster, "
+                     "which stays"),
+    ):
+        gate = commands.add_parser(name, help=text)
+        gate.add_argument("--from", dest="from_version", default="1.0.0",
+                          help="the version serving before the rollout (default 1.0.0)")
+        gate.add_argument("--to", dest="to_version", default="1.1.0",
+                          help="the version rolled out (default 1.1.0)")
+        gate.add_argument("--set", dest="values", action="append", default=[],
+                          metavar="KEY=VALUE", help="a chart value for both versions (repeatable)")
+        gate.add_argument("--name", "--cluster", dest="name", default=None, help="cluster name")
+        gate.add_argument("--chart-source", choices=CHART_SOURCES, default=None)
+        gate.add_argument("--users", type=int, default=None,
+                          help="concurrent keep-alive clients (default 8)")
+        gate.add_argument("--rate", type=float, default=None,
+                          help="requests/s per user (default 20; 0 = as fast as answers come)")
+        gate.add_argument("--baseline", type=float, default=None,
+                          help="seconds of traffic before the upgrade (default 10)")
+        gate.add_argument("--settle", type=float, default=None,
+                          help="seconds of traffic after the last old pod is gone (default 10)")
+        gate.add_argument("--rollout-timeout", type=int, default=None,
+                          help="seconds Pulumi awaits the rollout before it counts as failed "
+                               "(default 300)")
+        gate.add_argument("--report-dir", default="rollout-report",
+                          help="where verdict.json, junit.xml and report.html go "
+                               "(default ./rollout-report)")
+        gate.add_argument("--keep", action="store_true",
+                          help="verify: keep the cluster afterwards (HARNESS_KEEP_CLUSTER)")
+        gate.add_argument("--source", choices=SOURCES, default=None, help=argparse.SUPPRESS)
+
     from harness import serve
 
     serve.add_arguments(commands.add_parser(
@@ -80,6 +115,14 @@ def settings_from(args: argparse.Namespace) -> Settings:
     if getattr(args, "name", None):
         settings = dataclasses.replace(settings, cluster=dataclasses.replace(
             settings.cluster, name=parse_cluster_name(args.name)))
+    if getattr(args, "keep", False):
+        settings = dataclasses.replace(settings, cluster=dataclasses.replace(
+            settings.cluster, keep=True))
+    if getattr(args, "rollout_timeout", None) is not None:
+        if args.rollout_timeout < 10:
+            raise errors.UsageError("--rollout-timeout must be at least 10 seconds")
+        settings = dataclasses.replace(settings, deploy=dataclasses.replace(
+            settings.deploy, rollout_timeout=args.rollout_timeout))
     if getattr(args, "chart_source", None):
         settings = dataclasses.replace(settings, deploy=dataclasses.replace(
             settings.deploy, chart_source=parse_chart_source(args.chart_source)))
@@ -182,6 +225,55 @@ def print_check(settings: Settings) -> int:
     return 0
 
 
+def run_settings(args: argparse.Namespace) -> Any:
+    """The gate's options; each bad one is a usage error naming the option."""
+    from pathlib import Path
+
+    from harness.traffic import TrafficSettings
+    from harness.verify import RunSettings
+
+    if args.from_version == args.to_version:
+        raise errors.UsageError(f"--from and --to are both {args.from_version}: a rollout needs "
+                                "two versions")
+    checks = (("--users", args.users, 1), ("--rate", args.rate, 0),
+              ("--baseline", args.baseline, 1), ("--settle", args.settle, 1))
+    for option, value, least in checks:
+        if value is not None and value < least:
+            raise errors.UsageError(f"{option} must be at least {least}, not {value}")
+    traffic = TrafficSettings()
+    traffic = dataclasses.replace(
+        traffic,
+        users=args.users if args.users is not None else traffic.users,
+        rate_per_user=args.rate if args.rate is not None else traffic.rate_per_user,
+    )
+    run = RunSettings(from_version=args.from_version, to_version=args.to_version,
+                      values=parse_values(args.values), traffic=traffic,
+                      report_dir=Path(args.report_dir))
+    if args.baseline is not None:
+        run = dataclasses.replace(run, baseline_seconds=args.baseline)
+    if args.settle is not None:
+        run = dataclasses.replace(run, settle_seconds=args.settle)
+    return run
+
+
+def cmd_gate(args: argparse.Namespace, settings: Settings) -> int:
+    from harness import cluster, toolchain, verify
+    from harness.deploy import ModelStack
+
+    run = run_settings(args)
+    if args.command == "verify":
+        result = verify.verify(settings, run)
+    else:
+        tools, deploy_tools = toolchain.ensure_all(settings)
+        made = cluster.up(settings.cluster, tools)
+        stack = ModelStack(settings, made, tools, deploy_tools)
+        if made.created:
+            stack.forget()
+        result = verify.rehearse(settings, made, stack, run)
+    print(result.verdict.summary())
+    return verify.EXIT_CODES[result.verdict.outcome]
+
+
 def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:
     from harness import cluster, toolchain
 
@@ -216,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_up(args, settings)
         if args.command == "down":
             return cmd_down(args, settings)
+        if args.command in ("verify", "rehearse"):
+            return cmd_gate(args, settings)
         if args.command == "serve":
             from harness import serve
 

@@ -9,6 +9,7 @@ that does not become ready is deleted before the error is raised.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import subprocess
 import time
@@ -38,6 +39,8 @@ class Cluster:
     """127.0.0.1:host_port reaches the model Service's nodePort."""
     node_image: str
     kind: KindCluster
+    created: bool = False
+    """True when this run made the cluster (False: a healthy one was reused)."""
 
     @property
     def base_url(self) -> str:
@@ -127,7 +130,7 @@ def up(settings: ClusterSettings, toolchain: Toolchain) -> Cluster:
             raise
     toolchain.cache.record("cluster-up", seconds=round(time.monotonic() - started, 1),
                            image=toolchain.node_image)
-    return cluster
+    return dataclasses.replace(cluster, created=True)
 
 
 def down(settings: ClusterSettings, toolchain: Toolchain) -> None:

@@ -135,6 +135,16 @@ class ModelStack:
                       "pulumi destroy")
             stack.workspace.remove_stack(self.name)
 
+    def forget(self) -> None:
+        """Drop the stack's state without touching the cluster.
+
+        For a cluster this run has just created: the state describes objects of
+        an earlier cluster of the same name, and `up` would try to update them.
+        """
+        stack = self._stack()
+        self._run(lambda: stack.workspace.remove_stack(self.name, force=True),
+                  f"forgetting stack {self.name}")
+
     def outputs(self) -> dict[str, Any]:
         return _plain(self._stack().outputs())
 
@@ -299,7 +309,18 @@ def _plain(outputs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _last_error(text: str) -> str:
+    """The lines of pulumi's output that say why, for a one-line error.
+
+    The last "error:" line is usually just "update failed"; the provider's
+    diagnostics list the causes as "* ..." bullets, the bracketed ones
+    ("[ProgressDeadlineExceeded] ...", "[Pod ...]: containers with unready
+    status") being the ones a person acts on.
+    """
     lines = [line.strip() for line in text.splitlines() if line.strip()]
+    bullets = list(dict.fromkeys(line[2:] for line in lines if line.startswith("* ")))
+    specific = [bullet for bullet in bullets if bullet.startswith("[")]
+    if specific or bullets:
+        return "; ".join((specific or bullets)[:3])
     for line in reversed(lines):
         if line.startswith("error:") or "error:" in line:
             return line

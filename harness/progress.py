@@ -17,7 +17,8 @@ from typing import TextIO
 
 log = logging.getLogger(__name__)
 
-_stream: TextIO = sys.stderr
+_stream: TextIO | None = None
+"""None: whatever sys.stderr is at the time (pytest swaps it and closes old ones)."""
 
 
 @contextmanager
@@ -32,7 +33,7 @@ def redirected(stream: TextIO) -> Iterator[TextIO]:
 
 
 def say(message: str) -> None:
-    print(f"==> {message}", file=_stream, flush=True)
+    print(f"==> {message}", file=_stream or sys.stderr, flush=True)
     log.debug(message)
 
 

@@ -18,7 +18,12 @@ Settings from the environment:
 - ``LOAD_TIMEOUT_SECONDS``: connect and read timeout (10);
 - ``LOAD_DATA_FILE``: a hold-out JSONL (``{"instance": [...]}`` lines) instead
   of the bundled CSV;
-- ``LOAD_SEED``: seed for the choice of rows (0).
+- ``LOAD_SEED``: seed for the choice of rows (0);
+- ``LOAD_STOP_FILE``: end the run when this file appears, the way ``-t`` ends
+  it (users finish the request under way within ``--stop-timeout``, then every
+  record is flushed). A harness that cannot know the run's length in advance
+  uses this instead of a signal: on SIGTERM Locust closes its listeners
+  before the users stop, and the last requests would go unrecorded.
 
 No retries anywhere: a retry would hide exactly the failures the gate is for.
 Run with ``--stop-timeout`` (e.g. 10) so requests under way when the run
@@ -88,7 +93,22 @@ def _record(environment: Any, **_: Any) -> None:
         recording.attach(environment.events, Path(record_file))
 
 
+def _watch_stop_file(environment: Any, **_: Any) -> None:
+    if not (stop_file := os.environ.get("LOAD_STOP_FILE")):
+        return
+    path = Path(stop_file)
+
+    def poll() -> None:
+        while not path.exists():
+            gevent.sleep(0.1)
+        if environment.runner is not None:
+            environment.runner.quit()
+
+    gevent.spawn(poll)
+
+
 events.init.add_listener(_record)  # type: ignore[no-untyped-call]
+events.init.add_listener(_watch_stop_file)  # type: ignore[no-untyped-call]
 
 
 class InferenceUser(FastHttpUser):

@@ -112,8 +112,9 @@ class ModelConfig:
     objects' names (the chart's fullname)."""
 
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
-    """``timeoutSeconds``: seconds Pulumi awaits the Deployment's rollout before
-    failing the update (the ``pulumi.com/timeoutSeconds`` annotation)."""
+    """``timeoutSeconds``: seconds Pulumi awaits the Deployment's rollout (and
+    any other object) before failing the update (the ``pulumi.com/timeoutSeconds``
+    annotation on every object)."""
 
     host_port: int | None = None
     """``hostPort``: port on 127.0.0.1 that reaches the Service's nodePort
@@ -279,20 +280,26 @@ def _chart_opts(
 
 
 def _transformations(config: ModelConfig, namespace: pulumi.Resource) -> list[Any]:
-    """Bound the Deployment's rollout await; make every object wait for the namespace
-    (depends_on on the Chart component is not passed to its children)."""
+    """Bound every object's await; make every object wait for the namespace
+    (depends_on on the Chart component is not passed to its children).
 
-    def bound_rollout(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> None:
-        if obj.get("kind") == "Deployment" and str(obj.get("apiVersion", "")).startswith("apps/"):
-            metadata = obj.setdefault("metadata", {})
-            annotations = metadata.get("annotations") or {}
-            annotations[TIMEOUT_ANNOTATION] = str(config.timeout_seconds)
-            metadata["annotations"] = annotations
+    The bound goes on every object, not just the Deployment: the Service's
+    await also watches the pods it selects, and with a version that never gets
+    ready it would otherwise hold `pulumi up` for the provider's 10-minute
+    default, long after the Deployment's own await gave up.
+    """
+
+    def bound_await(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> None:
+        metadata = obj.get("metadata") or {}
+        obj["metadata"] = metadata
+        annotations = metadata.get("annotations") or {}
+        annotations[TIMEOUT_ANNOTATION] = str(config.timeout_seconds)
+        metadata["annotations"] = annotations
 
     def after_namespace(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> None:
         opts.depends_on = [namespace]
 
-    return [bound_rollout, after_namespace]
+    return [bound_await, after_namespace]
 
 
 def _pick(resources: Mapping[str, Any], gvk: str, config: ModelConfig) -> Any:

@@ -61,3 +61,26 @@ def test_bad_environment_value_is_a_usage_error(capsys, monkeypatch: pytest.Monk
     code, _, said = run(["toolchain", "--check"], capsys)
     assert code == 64
     assert "30000-32767" in said
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["verify", "--from", "1.0.0", "--to", "1.0.0"], "a rollout needs two versions"),
+    (["verify", "--users", "0"], "--users must be at least 1"),
+    (["rehearse", "--rate", "-1"], "--rate must be at least 0"),
+    (["verify", "--baseline", "0"], "--baseline must be at least 1"),
+    (["verify", "--set", "novalue"], "--set takes KEY=VALUE"),
+    (["verify", "--rollout-timeout", "5"], "--rollout-timeout must be at least 10"),
+])
+def test_bad_gate_options_are_usage_errors_before_anything_starts(
+        argv: list[str], says: str, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    code, _, said = run(argv, capsys)
+    assert code == 64
+    assert says in said
+    assert list(tmp_path.iterdir()) == [], "nothing was built or created"
+
+
+def test_gate_exit_codes_are_distinct_per_outcome():
+    from harness import verify
+
+    assert verify.EXIT_CODES == {"pass": 0, "fail": 1, "inconclusive": 3}

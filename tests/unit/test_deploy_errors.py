@@ -59,3 +59,26 @@ def test_set_values_become_nested_chart_values():
 def test_malformed_set_is_a_usage_error(bad: str):
     with pytest.raises(errors.UsageError, match="KEY=VALUE"):
         cli.parse_values([bad])
+
+
+def test_a_failed_rollout_is_explained_by_the_providers_diagnostics():
+    from harness.deploy import _last_error
+
+    output = """
+Diagnostics:
+  kubernetes:core/v1:Service (ml-model/ml-model):
+    error: 1 error occurred:
+    \t* the Kubernetes API server reported that "ml-model/ml-model" failed to fully initialize
+  kubernetes:apps/v1:Deployment (ml-model/ml-model):
+    error: 4 errors occurred:
+    \t* the Kubernetes API server reported that "ml-model/ml-model" failed to fully initialize
+    \t* [ProgressDeadlineExceeded] ReplicaSet "ml-model-74686f6b67" has timed out progressing.
+    \t* Minimum number of Pods to consider the application live was not attained
+    \t* [Pod ml-model/ml-model-74686f6b67-s6zcz]: containers with unready status: [model-server]
+  pulumi:pulumi:Stack (ml-model-harness-e2e):
+    error: update failed
+"""
+    assert _last_error(output) == (
+        '[ProgressDeadlineExceeded] ReplicaSet "ml-model-74686f6b67" has timed out progressing.; '
+        "[Pod ml-model/ml-model-74686f6b67-s6zcz]: containers with unready status: [model-server]")
+    assert _last_error("error: no stack named 'x' found\n") == "error: no stack named 'x' found"

@@ -174,3 +174,29 @@ def test_batches_and_data_file(
     result = run_locust(server.url, record, "-u", "1", "-r", "1", "-t", "30s", env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert all(r["ok"] for r in recording.read(record))
+
+
+def test_stop_file_ends_the_run_with_every_request_recorded(server: testing.ServerProcess,
+                                                           tmp_path: Path) -> None:
+    record, stop = tmp_path / "requests.jsonl", tmp_path / "stop"
+    command = [LOCUST, "-f", str(LOCUSTFILE), "--host", server.url, "--headless", "--only-summary",
+               "--loglevel", "WARNING", "--stop-timeout", "10", "-u", "3", "-r", "3", "-t", "120s"]
+    env = {**os.environ, "LOAD_RECORD_FILE": str(record), "LOAD_STOP_FILE": str(stop),
+           "LOAD_RPS_PER_USER": "50"}
+    _, before = server.get("/metrics")
+    with subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True) as locust:
+        time.sleep(2.5)
+        assert locust.poll() is None
+        stop.touch()
+        _, err = locust.communicate(timeout=30)  # far below the 120 s run time
+    assert locust.returncode == 0, err[-2000:]
+    records = recording.read(record)
+    assert len(records) > 50 and all(r["ok"] for r in records)
+    _, after = server.get("/metrics")
+    assert served(after) - served(before) == len(records), "every answered request is recorded"
+
+
+def served(metrics: bytes) -> int:
+    return sum(int(line.rsplit(" ", 1)[1]) for line in metrics.decode().splitlines()
+               if line.startswith('model_requests_total{route="predict"'))

@@ -404,14 +404,21 @@ def test_packaged_chart_is_given_by_path(chart_packages: Path) -> pulumi.Output[
 
 
 @runtime_test
-def test_timeout_annotation_bounds_the_deployment_await(local: Any) -> pulumi.Output[Any]:
+def test_timeout_annotation_bounds_every_await(local: Any) -> pulumi.Output[Any]:
+    """The Service's await watches pods too: unbounded, a never-ready version held
+    `pulumi up` for the provider's 10-minute default (found by the gate's e2e)."""
+
     def check(r: Rollout) -> None:
         annotations = r.one("Deployment")["metadata"]["annotations"]
         assert annotations["pulumi.com/timeoutSeconds"] == "120"
+        kinds = set()
         for typ, _, state in r.states:
-            if not typ.endswith(":Deployment"):
-                assert "pulumi.com/timeoutSeconds" not in (
-                    state.get("metadata", {}).get("annotations") or {}), typ
+            # every object of the chart (the program's own Namespace is not awaited)
+            if typ.startswith("kubernetes:") and not typ.endswith((":Chart", ":Namespace")):
+                kinds.add(typ.rsplit(":", 1)[1])
+                assert (state.get("metadata", {}).get("annotations") or {}).get(
+                    "pulumi.com/timeoutSeconds") == "120", typ
+        assert {"Deployment", "Service", "ConfigMap"} <= kinds
 
     return rollout(local(timeout_seconds=120), check)
 

@@ -1,0 +1,382 @@
+"""The report: one verdict told three ways — to a program, to CI and to a person.
+
+Every file is written under a temporary name and renamed, so a reader (a CI
+step, a browser reloading) never sees half a report. All three come from the
+same `series`, so the JSON and the picture cannot disagree.
+
+``verdict.json`` (``"schema": 1``; times ``*_s`` are seconds from
+``marks.started``, the upgrade's start; other times are epoch seconds):
+
+- ``schema``, ``outcome`` ("pass" | "fail" | "inconclusive"), ``summary``;
+- ``checks``: ``[{name, outcome, detail}]`` in the verdict's order;
+- ``figures``: every field of `verdict.Figures`, plus ``completed_s``;
+- ``by_version``: requests per answering version ("none": no answer);
+- ``plan``: every field of `verdict.Plan`;
+- ``marks``: ``started, finished, ended, rollout_error, rolled_back`` and
+  ``started_s, finished_s, ended_s``;
+- ``first_failures``: up to ten ``{at_seconds, status, error, version, latency_ms}``;
+- ``pods``: ``[{name, version, created_s, ready_s, terminating_s, gone_s}]``;
+- ``events``: ``[{t_s, kind, name, action, version, ready, terminating, detail}]``;
+- ``series``: ``{bucket_seconds, buckets: [{t, requests, failures, p50_ms, p99_ms,
+  by_version}]}`` with ``t`` the bucket's left edge in seconds from the start.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import re
+import tempfile
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from harness.verdict import Request, Verdict, percentile
+from harness.watch import Event, PodLife
+
+SCHEMA = 1
+BUCKET_SECONDS = 1.0
+SUITE = "rollout-gate"
+
+
+@dataclass(frozen=True)
+class Written:
+    json: Path
+    junit: Path
+    html: Path
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One slice of the traffic, the unit of every curve in the report."""
+
+    t: float
+    """Left edge, seconds from the upgrade's start."""
+    requests: int
+    failures: int
+    p50_ms: float | None
+    p99_ms: float | None
+    """Of successful requests only, as the verdict's latency rule measures them."""
+    by_version: dict[str, int]
+    """Requests a version answered, whatever the status; no answer, no version."""
+
+
+def write(folder: Path, verdict: Verdict, requests: Sequence[Request],
+          lives: Sequence[PodLife], events: Sequence[Event]) -> Written:
+    folder.mkdir(parents=True, exist_ok=True)
+    buckets = series(requests, verdict.marks.started, BUCKET_SECONDS)
+    out = Written(folder / "verdict.json", folder / "junit.xml", folder / "report.html")
+    _atomic(out.json, _json(verdict, buckets, lives, events).encode())
+    _atomic(out.junit, _junit(verdict))
+    _atomic(out.html, _html(verdict, buckets, lives, events).encode())
+    return out
+
+
+def series(requests: Sequence[Request], start: float, bucket: float = 1.0) -> list[Bucket]:
+    """Requests in fixed slices from the first to the last; empty slices are kept as gaps."""
+    if bucket <= 0:
+        raise ValueError(f"bucket must be a positive number of seconds, not {bucket!r}")
+    slots: dict[int, list[Request]] = {}
+    for r in requests:
+        slots.setdefault(math.floor((r.t - start) / bucket), []).append(r)
+    if not slots:
+        return []
+    return [_bucket(k * bucket, slots.get(k, [])) for k in range(min(slots), max(slots) + 1)]
+
+
+def _bucket(t: float, rs: Sequence[Request]) -> Bucket:
+    ok = [r.latency_ms for r in rs if r.ok]
+    return Bucket(round(t, 6), len(rs), sum(not r.ok for r in rs), percentile(ok, 50),
+                  percentile(ok, 99), dict(Counter(r.version for r in rs if r.version)))
+
+
+def _atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _rel(t: float | None, start: float) -> float | None:
+    return None if t is None else round(t - start, 3)
+
+
+# -- verdict.json ----------------------------------------------------------------
+
+
+def _json(v: Verdict, buckets: Sequence[Bucket], lives: Sequence[PodLife],
+          events: Sequence[Event]) -> str:
+    s, m = v.marks.started, v.marks
+    doc = {
+        "schema": SCHEMA, "outcome": v.outcome, "summary": v.summary(),
+        "checks": [asdict(c) for c in v.checks],
+        "figures": {**asdict(v.figures), "completed_s": _rel(v.figures.completed, s)},
+        "by_version": v.figures.by_version,
+        "plan": asdict(v.plan),
+        "marks": {**asdict(m), "started_s": 0.0, "finished_s": _rel(m.finished, s),
+                  "ended_s": _rel(m.ended, s)},
+        "first_failures": list(v.first_failures),
+        "pods": [{"name": p.name, "version": p.version, "created_s": _rel(p.created, s),
+                  "ready_s": _rel(p.ready_at, s), "terminating_s": _rel(p.terminating_at, s),
+                  "gone_s": _rel(p.gone_at, s)} for p in lives],
+        "events": [{"t_s": _rel(e.t, s), "kind": e.kind, "name": e.name, "action": e.action,
+                    "version": e.version, "ready": e.ready, "terminating": e.terminating,
+                    "detail": e.detail} for e in events],
+        "series": {"bucket_seconds": BUCKET_SECONDS, "buckets": [asdict(b) for b in buckets]},
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+# -- junit.xml -------------------------------------------------------------------
+
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _x(text: str) -> str:
+    """Error text from sockets may hold control characters that XML 1.0 cannot carry."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
+def _junit(v: Verdict) -> bytes:
+    """One test case per check; inconclusive is an error, so CI never shows it green."""
+    n = Counter(c.outcome for c in v.checks)
+    counts = {"tests": str(len(v.checks)), "failures": str(n["fail"]),
+              "errors": str(n["inconclusive"])}
+    root = ET.Element("testsuites", {"name": SUITE, **counts})
+    suite = ET.SubElement(root, "testsuite", {"name": SUITE, "skipped": "0", **counts})
+    props = ET.SubElement(suite, "properties")
+    for key, value in (("from_version", v.plan.from_version), ("to_version", v.plan.to_version),
+                       ("outcome", v.outcome), ("summary", v.summary())):
+        ET.SubElement(props, "property", name=key, value=_x(value))
+    for c in v.checks:
+        case = ET.SubElement(suite, "testcase", classname=SUITE, name=_x(c.name), time="0")
+        if c.outcome != "pass":
+            tag, kind = ("failure", "fail") if c.outcome == "fail" else ("error", "inconclusive")
+            ET.SubElement(case, tag, type=kind, message=_x(c.detail)).text = _x(c.detail)
+    out = [v.summary(), *(json.dumps(f, ensure_ascii=False) for f in v.first_failures)]
+    ET.SubElement(suite, "system-out").text = _x("\n".join(out))
+    ET.indent(root)
+    data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return data + b"\n"
+
+
+# -- report.html -----------------------------------------------------------------
+
+_W, _LEFT, _RIGHT, _PANEL, _GAP, _LANE = 1000, 190, 20, 110, 34, 13
+_FROM, _TO, _OTHER, _RED, _OK = "#2f6db5", "#e8871e", "#9a9a9a", "#d62728", "#9fb4cf"
+_CSS = """body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1040px}
+header{padding:12px 20px;border-radius:6px;color:#fff}
+header.pass{background:#2e8b57}header.fail{background:#c0392b}header.inconclusive{background:#b7791f}
+h1{font-size:44px;margin:0}.summary{font-size:17px;margin:4px 0 0}
+ul.checks{list-style:none;padding:0}
+ul.checks li{margin:6px 0;padding-left:8px;border-left:6px solid}
+li.pass{border-color:#2e8b57}li.fail{border-color:#c0392b}li.inconclusive{border-color:#b7791f}
+svg text{font:11px system-ui,sans-serif}table{border-collapse:collapse}
+td,th{border:1px solid #ddd;padding:2px 6px;text-align:left;vertical-align:top}"""
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+@dataclass(frozen=True)
+class _Axis:
+    """Seconds from the upgrade's start onto pixels, shared by every panel."""
+
+    lo: float
+    hi: float
+
+    def x(self, t: float) -> float:
+        t = min(max(t, self.lo), self.hi)
+        return round(_LEFT + (t - self.lo) / (self.hi - self.lo) * (_W - _LEFT - _RIGHT), 1)
+
+
+def _html(v: Verdict, buckets: Sequence[Bucket], lives: Sequence[PodLife],
+          events: Sequence[Event]) -> str:
+    checks = "".join(f'<li class="{_e(c.outcome)}"><b>{_e(c.name)}</b>: {_e(c.detail)}</li>'
+                     for c in v.checks)
+    first = _table(["at s", "status", "error", "version", "latency ms"],
+                   [[f.get(k) for k in ("at_seconds", "status", "error", "version", "latency_ms")]
+                    for f in v.first_failures])
+    evs = _table(["t s", "kind", "name", "action", "version", "ready", "detail"],
+                 [[_rel(e.t, v.marks.started), e.kind, e.name, e.action, e.version, e.ready,
+                   e.detail] for e in events])
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f"<title>rollout gate: {_e(v.outcome.upper())}</title><style>{_CSS}</style></head>"
+            f'<body><header class="{_e(v.outcome)}"><h1>{_e(v.outcome.upper())}</h1>'
+            f'<p class="summary">{_e(v.summary())}</p></header><ul class="checks">{checks}</ul>'
+            f"<h2>Timeline</h2>{_svg(v, buckets, lives, events)}"
+            f"<details><summary>First failures ({len(v.first_failures)})</summary>{first}"
+            f"</details><details><summary>Watch events ({len(events)})</summary>{evs}</details>"
+            "</body></html>\n")
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{''.join(f'<th>{_e(h)}</th>' for h in head)}</tr>{cells}</table>"
+
+
+def _svg(v: Verdict, buckets: Sequence[Bucket], lives: Sequence[PodLife],
+         events: Sequence[Event]) -> str:
+    s = v.marks.started
+    marks = [("upgrade start", 0.0), ("pulumi finished", _rel(v.marks.finished, s)),
+             ("rollout completed", _rel(v.figures.completed, s))]
+    ends = [t for _, t in marks if t is not None] + [_rel(v.marks.ended, s) or 0.0]
+    lo = min([0.0] + [b.t for b in buckets[:1]])
+    axis = _Axis(lo, max([lo + 1.0, *ends] + [b.t + BUCKET_SECONDS for b in buckets[-1:]]))
+    tops = [74 + i * (_PANEL + _GAP) for i in range(3)]
+    lanes, bottom = _lanes(axis, lives, events, v, tops[2] + _PANEL + _GAP)
+    parts = [_grid(axis, 60, bottom), _rate(axis, buckets, tops[0]),
+             _latency(axis, buckets, tops[1]), _share(axis, buckets, v, tops[2]), lanes,
+             _markers(axis, marks, bottom)]
+    defs = ('<defs><pattern id="stripes" width="6" height="6" patternUnits="userSpaceOnUse" '
+            'patternTransform="rotate(45)"><rect width="3" height="6" fill="#fff" '
+            'fill-opacity="0.6"/></pattern></defs>')
+    return (f'<svg width="{_W}" height="{bottom + 30}" viewBox="0 0 {_W} {bottom + 30}" '
+            f'role="img">{defs}{"".join(parts)}</svg>')
+
+
+def _grid(axis: _Axis, top: float, bottom: float) -> str:
+    span = axis.hi - axis.lo
+    step = next((s for s in (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600) if span / s <= 12),
+                1800.0)
+    out = []
+    for k in range(math.ceil(axis.lo / step), math.floor(axis.hi / step) + 1):
+        x = axis.x(k * step)
+        out.append(f'<line x1="{x}" x2="{x}" y1="{top}" y2="{bottom}" stroke="#eee"/>'
+                   f'<text x="{x}" y="{bottom + 14}" text-anchor="middle">{k * step:g}</text>')
+    out.append(f'<text x="{_W - _RIGHT}" y="{bottom + 28}" text-anchor="end">'
+               "seconds from the upgrade's start</text>")
+    return "".join(out)
+
+
+def _frame(top: float, title: str, ymax: float, unit: str) -> str:
+    return (f'<text x="{_LEFT}" y="{top - 6}" font-weight="bold">{_e(title)}</text>'
+            f'<text x="{_LEFT - 6}" y="{top + 10}" text-anchor="end">{ymax:g} {_e(unit)}</text>'
+            f'<text x="{_LEFT - 6}" y="{top + _PANEL}" text-anchor="end">0</text>'
+            f'<line x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{top + _PANEL}" y2="{top + _PANEL}" '
+            'stroke="#888"/>')
+
+
+def _nice(value: float) -> float:
+    """A round axis maximum at or above value, so the labels read at a glance."""
+    if value <= 0:
+        return 1.0
+    mag = 10.0 ** math.floor(math.log10(value))
+    return next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= value)
+
+
+def _bar(axis: _Axis, t: float, y: float, h: float, fill: str, tip: str) -> str:
+    x = axis.x(t)
+    w = max(1.0, round(axis.x(t + BUCKET_SECONDS) - x - 1, 1))
+    return (f'<rect x="{x}" y="{round(y, 1)}" width="{w}" height="{round(h, 1)}" fill="{fill}">'
+            f"<title>{_e(tip)}</title></rect>")
+
+
+def _rate(axis: _Axis, buckets: Sequence[Bucket], top: float) -> str:
+    ymax = _nice(max([b.requests / BUCKET_SECONDS for b in buckets] or [0]))
+    out = [_frame(top, "requests/s (failed in red)", ymax, "/s")]
+    for b in buckets:
+        h_all, base = b.requests / BUCKET_SECONDS / ymax * _PANEL, top + _PANEL
+        h_bad = max(2.0, h_all * b.failures / b.requests) if b.failures else 0.0
+        h_ok = max(0.0, h_all - h_bad)
+        tip = f"{b.t:g}s: {b.requests} requests, {b.failures} failed"
+        out.append(_bar(axis, b.t, base - h_ok, h_ok, _OK, tip))
+        if h_bad:
+            out.append(_bar(axis, b.t, base - h_ok - h_bad, h_bad, _RED, tip))
+    return "".join(out)
+
+
+def _latency(axis: _Axis, buckets: Sequence[Bucket], top: float) -> str:
+    """Steps, not a smooth line: each value holds for its whole bucket, gaps stay gaps."""
+    ymax = _nice(max([b.p99_ms for b in buckets if b.p99_ms is not None] or [0]))
+    out = [_frame(top, "latency per second: p50 (grey), p99 (purple)", ymax, "ms")]
+    for values, colour in (([b.p50_ms for b in buckets], "#555"),
+                           ([b.p99_ms for b in buckets], "#8e44ad")):
+        runs: list[list[str]] = [[]]
+        for b, ms in zip(buckets, values, strict=True):
+            if ms is None:
+                runs.append([])
+                continue
+            y = round(top + _PANEL - ms / ymax * _PANEL, 1)
+            runs[-1] += [f"{axis.x(b.t)},{y}", f"{axis.x(b.t + BUCKET_SECONDS)},{y}"]
+        out += [f'<polyline points="{" ".join(run)}" fill="none" stroke="{colour}" '
+                'stroke-width="1.5"/>' for run in runs if run]
+    return "".join(out)
+
+
+def _share(axis: _Axis, buckets: Sequence[Bucket], v: Verdict, top: float) -> str:
+    old, new = v.plan.from_version, v.plan.to_version
+    out = [_frame(top, "version share", 1, "")]
+    for i, (version, colour) in enumerate(((old, _FROM), (new, _TO), ("other", _OTHER))):
+        y = top + 30 + 16 * i
+        out.append(f'<rect x="{_LEFT - 16}" y="{y - 9}" width="10" height="10" fill="{colour}"/>'
+                   f'<text x="{_LEFT - 22}" y="{y}" text-anchor="end">{_e(version[:24])}</text>')
+    for b in buckets:
+        total, y = sum(b.by_version.values()), float(top)
+        n_old, n_new = b.by_version.get(old, 0), b.by_version.get(new, 0)
+        tip = f"{b.t:g}s: " + ", ".join(f"{k}: {n}" for k, n in sorted(b.by_version.items()))
+        for n, colour in ((n_new, _TO), (total - n_old - n_new, _OTHER), (n_old, _FROM)):
+            if n:
+                out.append(_bar(axis, b.t, y, n / total * _PANEL, colour, tip))
+                y += n / total * _PANEL
+    return "".join(out)
+
+
+def _lanes(axis: _Axis, lives: Sequence[PodLife], events: Sequence[Event], v: Verdict,
+           top: float) -> tuple[str, float]:
+    """A row per pod, then one for the other objects watched, so causes line up with effects."""
+    s, end = v.marks.started, axis.hi + v.marks.started
+    colours = {v.plan.from_version: _FROM, v.plan.to_version: _TO}
+    out = [f'<text x="{_LEFT}" y="{top - 6}" font-weight="bold">pods: starting (pale), '
+           "ready (solid), terminating (striped); ticks are watch events</text>"]
+    rows = sorted(lives, key=lambda p: p.created)
+    for i, p in enumerate(rows):
+        y, colour = top + i * _LANE, colours.get(p.version or "", _OTHER)
+        stop = p.gone_at if p.gone_at is not None else end
+        serving = p.terminating_at if p.terminating_at is not None else stop
+        ready = p.ready_at if p.ready_at is not None else serving
+        out.append(_label(y, p.name, f"{p.name} ({p.version})"))
+        fill = f'fill="{colour}"'
+        for a, b, look in ((p.created, ready, f'{fill} fill-opacity="0.3"'), (ready, serving, fill),
+                           (serving, stop, fill), (serving, stop, 'fill="url(#stripes)"')):
+            x0, x1 = axis.x(a - s), axis.x(b - s)
+            out.append(f'<rect x="{x0}" y="{y + 1}" width="{round(max(0.0, x1 - x0), 1)}" '
+                       f'height="{_LANE - 2}" {look}/>')
+        out.extend(_ticks(axis, [e for e in events if e.kind == "Pod" and e.name == p.name], s, y))
+    y = top + len(rows) * _LANE
+    out.append(_label(y, "other objects", "ReplicaSet, EndpointSlice and Deployment events"))
+    out.extend(_ticks(axis, [e for e in events if e.kind != "Pod"], s, y))
+    return "".join(out), y + _LANE + 6
+
+
+def _label(y: float, text: str, tip: str) -> str:
+    return (f'<text x="{_LEFT - 6}" y="{y + 10}" text-anchor="end">{_e(text[-30:])}'
+            f"<title>{_e(tip)}</title></text>")
+
+
+def _ticks(axis: _Axis, events: Sequence[Event], start: float, y: float) -> list[str]:
+    return [f'<line x1="{axis.x(e.t - start)}" x2="{axis.x(e.t - start)}" y1="{y}" '
+            f'y2="{y + _LANE}" stroke="#222"><title>'
+            f"{_e(f'{e.t - start:+.2f}s {e.kind} {e.name} {e.action} {e.detail}')}</title></line>"
+            for e in events]
+
+
+def _markers(axis: _Axis, marks: Sequence[tuple[str, float | None]], bottom: float) -> str:
+    """Dashed lines through every panel; labels stepped down so close marks stay legible."""
+    out = []
+    for i, (label, t) in enumerate(marks):
+        if t is not None:
+            x = axis.x(t)
+            side = f'x="{x - 3}" text-anchor="end"' if x > _W - 140 else f'x="{x + 3}"'
+            out.append(f'<line x1="{x}" x2="{x}" y1="{4 + 14 * i}" y2="{bottom}" stroke="#222" '
+                       f'stroke-dasharray="4 3"/><text {side} y="{14 + 14 * i}">{_e(label)}</text>')
+    return "".join(out)

@@ -1,0 +1,311 @@
+"""The verdict: did any client see a failure while the rollout happened?
+
+Pure logic over what traffic and watch wrote down, so every rule can be
+tested on hand-made evidence without a cluster. The outcome is one of three:
+
+- **fail**: some rule is broken — a request failed, the old version answered
+  after its last pod was gone, the rollout did not finish on the new version,
+  or latency left its budget;
+- **inconclusive**: nothing broke, but the traffic did not cover the rollout
+  (too few requests before or after it, a gap while pods were replaced, or a
+  rate far below plan). Never a pass: an unobserved rollout proves nothing;
+- **pass**: every rule held.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from harness.watch import PodLife
+
+Outcome = Literal["pass", "fail", "inconclusive"]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request as the recorder wrote it (see load/recording.py)."""
+
+    t: float
+    """Start, epoch seconds."""
+    latency_ms: float
+    status: int
+    """0 when no response arrived; `error` then says why."""
+    error: str | None
+    version: str | None
+    """The X-Model-Version of the pod that answered."""
+    ok: bool
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Request:
+        return cls(float(record["t"]), float(record["latency_ms"]), int(record["status"]),
+                   record.get("error"), record.get("version"), bool(record["ok"]))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the run set out to do; the verdict measures the evidence against it."""
+
+    from_version: str
+    to_version: str
+    rate: float
+    """Planned requests per second over all users (0: as fast as the server answers)."""
+    min_requests_before: int = 50
+    min_requests_after: int = 50
+    max_gap_seconds: float = 2.0
+    """Longest allowed time without a request starting while pods are replaced."""
+    min_rate_fraction: float = 0.5
+    """The achieved rate must reach this fraction of the planned rate."""
+    p99_factor: float = 3.0
+    p99_floor_ms: float = 100.0
+    """Latency budget: rollout p99 ≤ max(baseline p99 * factor, baseline p99 + floor)."""
+
+
+@dataclass(frozen=True)
+class Marks:
+    """When the harness started and finished the upgrade (epoch seconds)."""
+
+    started: float
+    finished: float | None
+    """When `pulumi up` of the new version returned; None if it failed."""
+    ended: float
+    """When traffic was stopped."""
+    rollout_error: str | None = None
+    rolled_back: bool = False
+
+
+@dataclass(frozen=True)
+class FinalState:
+    """The namespace after the run: what serves now."""
+
+    desired_replicas: int
+    ready_by_version: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    outcome: Outcome
+    detail: str
+
+
+@dataclass(frozen=True)
+class Figures:
+    """The numbers behind the checks, for the report and the summary line."""
+
+    requests: int
+    failures: int
+    by_version: dict[str, int]
+    errors: dict[str, int]
+    """Failures by status or exception text."""
+    completed: float | None
+    """When the last pod of the old version was gone (epoch seconds)."""
+    rate_achieved: float
+    p50_baseline_ms: float | None
+    p99_baseline_ms: float | None
+    p99_rollout_ms: float | None
+    p99_after_ms: float | None
+    longest_gap_seconds: float | None
+    replaced_pods: int
+
+
+@dataclass(frozen=True)
+class Verdict:
+    outcome: Outcome
+    checks: tuple[Check, ...]
+    figures: Figures
+    plan: Plan
+    marks: Marks
+    first_failures: tuple[dict[str, Any], ...] = field(default=())
+
+    def summary(self) -> str:
+        f = self.figures
+        broken = [c.name for c in self.checks if c.outcome != "pass"]
+        why = f" ({', '.join(broken)})" if broken else ""
+        return (f"{self.outcome.upper()}{why}: {f.requests} requests, {f.failures} failed, "
+                f"{self.plan.from_version} → {self.plan.to_version}, "
+                f"{f.replaced_pods} pods replaced")
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def judge(requests: Sequence[Request], lives: Sequence[PodLife], plan: Plan, marks: Marks,
+          final: FinalState) -> Verdict:
+    """Apply every rule; the worst outcome of the checks is the verdict."""
+    requests = sorted(requests, key=lambda r: r.t)
+    old_pods = [p for p in lives if p.version == plan.from_version]
+    completed = _completed(old_pods)
+    window_end = completed if completed is not None else marks.ended
+    before = [r for r in requests if r.t < marks.started]
+    during = [r for r in requests if marks.started <= r.t <= window_end]
+    after = [r for r in requests if r.t > window_end]
+    failed = [r for r in requests if not r.ok]
+    replaced = [p for p in old_pods if p.terminating_at is not None]
+
+    figures = Figures(
+        requests=len(requests),
+        failures=len(failed),
+        by_version=dict(Counter(r.version or "none" for r in requests)),
+        errors=dict(Counter(_why(r) for r in failed)),
+        completed=completed,
+        rate_achieved=_rate(requests),
+        p50_baseline_ms=percentile([r.latency_ms for r in before if r.ok], 50),
+        p99_baseline_ms=percentile([r.latency_ms for r in before if r.ok], 99),
+        p99_rollout_ms=percentile([r.latency_ms for r in during if r.ok], 99),
+        p99_after_ms=percentile([r.latency_ms for r in after if r.ok], 99),
+        longest_gap_seconds=_longest_gap(requests, marks.started, window_end),
+        replaced_pods=len(replaced),
+    )
+    checks = (
+        _no_failures(failed, marks),
+        _rollout_finished(plan, marks, completed, old_pods, final),
+        _versions(requests, plan, completed),
+        _coverage(plan, before, after, replaced, requests, figures),
+        _latency(plan, figures),
+    )
+    outcome: Outcome = "pass"
+    if any(c.outcome == "fail" for c in checks):
+        outcome = "fail"
+    elif any(c.outcome == "inconclusive" for c in checks):
+        outcome = "inconclusive"
+    first = tuple(
+        {"at_seconds": round(r.t - marks.started, 3), "status": r.status, "error": r.error,
+         "version": r.version, "latency_ms": r.latency_ms}
+        for r in failed[:10]
+    )
+    return Verdict(outcome, checks, figures, plan, marks, first)
+
+
+# -- the rules -----------------------------------------------------------------
+
+
+def _no_failures(failed: Sequence[Request], marks: Marks) -> Check:
+    if not failed:
+        return Check("no failed requests", "pass", "every request was answered with success")
+    kinds = Counter(_why(r) for r in failed).most_common(3)
+    first = failed[0]
+    return Check(
+        "no failed requests", "fail",
+        f"{len(failed)} failed, the first {first.t - marks.started:+.2f}s from the upgrade's "
+        f"start; " + ", ".join(f"{n} x {why}" for why, n in kinds),
+    )
+
+
+def _rollout_finished(plan: Plan, marks: Marks, completed: float | None,
+                      old_pods: Sequence[PodLife], final: FinalState) -> Check:
+    name = "rollout finished on the new version"
+    if marks.finished is None:
+        back = " and was rolled back" if marks.rolled_back else ""
+        return Check(name, "fail", f"the upgrade failed{back}: {marks.rollout_error}")
+    ready_new = final.ready_by_version.get(plan.to_version, 0)
+    others = {v: n for v, n in final.ready_by_version.items() if v != plan.to_version and n}
+    if others or ready_new != final.desired_replicas:
+        return Check(name, "fail",
+                     f"at the end {ready_new}/{final.desired_replicas} replicas ready on "
+                     f"{plan.to_version}, others ready: {others or 'none'}")
+    if completed is None and old_pods:
+        return Check(name, "fail", "pods of the old version were still there at the end")
+    return Check(name, "pass", f"all {final.desired_replicas} replicas ready on {plan.to_version}")
+
+
+def _versions(requests: Sequence[Request], plan: Plan, completed: float | None) -> Check:
+    name = "both versions answered, the old one never after the rollout"
+    answered = Counter(r.version for r in requests if r.ok)
+    strangers = {v: n for v, n in answered.items()
+                 if v not in (plan.from_version, plan.to_version)}
+    if strangers:
+        return Check(name, "fail", f"unexpected versions answered: {strangers}")
+    late = [r for r in requests if completed is not None and r.ok
+            and r.version == plan.from_version and r.t > completed]
+    if late:
+        return Check(name, "fail",
+                     f"{len(late)} requests started after the last {plan.from_version} pod was "
+                     f"gone were answered by {plan.from_version}")
+    missing = [v for v in (plan.from_version, plan.to_version) if not answered.get(v)]
+    if missing:
+        return Check(name, "inconclusive", f"no successful answer from {', '.join(missing)}")
+    return Check(name, "pass", f"{plan.from_version}: {answered[plan.from_version]}, "
+                               f"{plan.to_version}: {answered[plan.to_version]}")
+
+
+def _coverage(plan: Plan, before: Sequence[Request], after: Sequence[Request],
+              replaced: Sequence[PodLife], requests: Sequence[Request],
+              figures: Figures) -> Check:
+    name = "traffic covered the rollout"
+    gaps: list[str] = []
+    if len(before) < plan.min_requests_before:
+        gaps.append(f"{len(before)} requests before the upgrade (need {plan.min_requests_before})")
+    if len(after) < plan.min_requests_after:
+        gaps.append(f"{len(after)} requests after the rollout (need {plan.min_requests_after})")
+    if figures.longest_gap_seconds is None or figures.longest_gap_seconds > plan.max_gap_seconds:
+        gaps.append(f"no request for {figures.longest_gap_seconds}s during the rollout "
+                    f"(allowed {plan.max_gap_seconds}s)")
+    starts = [r.t for r in requests]
+    uncovered = [p.name for p in replaced if not _any_between(
+        starts, p.terminating_at or 0.0, p.gone_at or (p.terminating_at or 0.0) + 1.0)]
+    if uncovered:
+        gaps.append(f"no request while {', '.join(uncovered)} terminated")
+    if plan.rate > 0 and figures.rate_achieved < plan.rate * plan.min_rate_fraction:
+        gaps.append(f"rate {figures.rate_achieved:.0f}/s, planned {plan.rate:.0f}/s")
+    if not replaced:
+        gaps.append("no pod of the old version was seen terminating")
+    if gaps:
+        return Check(name, "inconclusive", "; ".join(gaps))
+    return Check(name, "pass",
+                 f"{len(before)} requests before, {len(after)} after, longest gap "
+                 f"{figures.longest_gap_seconds:.2f}s, all {len(replaced)} replaced pods covered, "
+                 f"{figures.rate_achieved:.0f} req/s")
+
+
+def _latency(plan: Plan, f: Figures) -> Check:
+    name = "latency within budget"
+    if f.p99_baseline_ms is None or f.p99_rollout_ms is None:
+        return Check(name, "inconclusive", "no successful requests to measure before or during")
+    budget = max(f.p99_baseline_ms * plan.p99_factor, f.p99_baseline_ms + plan.p99_floor_ms)
+    text = (f"p99 {f.p99_rollout_ms:.1f} ms during the rollout, {f.p99_baseline_ms:.1f} ms "
+            f"before, budget {budget:.1f} ms")
+    return Check(name, "pass" if f.p99_rollout_ms <= budget else "fail", text)
+
+
+# -- small helpers -------------------------------------------------------------
+
+
+def _completed(old_pods: Sequence[PodLife]) -> float | None:
+    """When the old version was entirely gone; None while any old pod remains."""
+    if not old_pods or any(p.gone_at is None for p in old_pods):
+        return None
+    return max(p.gone_at for p in old_pods if p.gone_at is not None)
+
+
+def _why(r: Request) -> str:
+    return f"HTTP {r.status}" if r.status else (r.error or "no response")
+
+
+def _rate(requests: Sequence[Request]) -> float:
+    if len(requests) < 2:
+        return 0.0
+    span = requests[-1].t - requests[0].t
+    return len(requests) / span if span > 0 else 0.0
+
+
+def _longest_gap(requests: Sequence[Request], start: float, end: float) -> float | None:
+    """Longest time inside [start, end] with no request starting (edges count)."""
+    if end <= start:
+        return None
+    points = [start, *(r.t for r in requests if start <= r.t <= end), end]
+    return round(max(b - a for a, b in itertools.pairwise(points)), 3)
+
+
+def _any_between(starts: Sequence[float], lo: float, hi: float) -> bool:
+    return any(lo <= t <= hi for t in starts)

@@ -1,0 +1,158 @@
+"""The verdict's rules on hand-made evidence: each rule is shown to pass, fail or abstain."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from harness.verdict import FinalState, Marks, Plan, Request, judge, percentile
+from harness.watch import PodLife
+
+T0 = 1_000_000.0
+"""The upgrade's start; the story below is told in seconds around it."""
+
+PLAN = Plan("1.0.0", "1.1.0", rate=100.0)
+MARKS = Marks(started=T0, finished=T0 + 20, ended=T0 + 40)
+FINAL = FinalState(desired_replicas=3, ready_by_version={"1.1.0": 3})
+
+
+def rolling_lives() -> list[PodLife]:
+    """Three old pods replaced one by one between +2 s and +24 s."""
+    old = [PodLife(f"old-{i}", "1.0.0", T0 - 60, T0 - 55, T0 + 2 + 7 * i, T0 + 10 + 7 * i)
+           for i in range(3)]
+    new = [PodLife(f"new-{i}", "1.1.0", T0 + 7 * i, T0 + 2 + 7 * i, None, None) for i in range(3)]
+    return old + new
+
+
+def traffic(start: float = -10, end: float = 40, rate: float = 100.0, switch: float = 12.0,
+            latency: float = 5.0) -> list[Request]:
+    """Steady successful requests; the new version answers from `switch` seconds on."""
+    step = 1 / rate
+    count = int((end - start) * rate)
+    return [Request(T0 + start + i * step, latency, 200, None,
+                    "1.0.0" if start + i * step < switch else "1.1.0", True)
+            for i in range(count)]
+
+
+def outcome_of(verdict, name: str) -> str:
+    return next(c.outcome for c in verdict.checks if c.name.startswith(name))
+
+
+def test_a_clean_rollout_passes_every_check():
+    verdict = judge(traffic(), rolling_lives(), PLAN, MARKS, FINAL)
+    assert verdict.outcome == "pass", verdict.checks
+    assert all(c.outcome == "pass" for c in verdict.checks)
+    f = verdict.figures
+    assert f.failures == 0 and f.replaced_pods == 3 and f.completed == T0 + 24
+    assert f.by_version == {"1.0.0": 2200, "1.1.0": 2800}
+    assert f.longest_gap_seconds is not None and f.longest_gap_seconds <= 0.011
+    assert verdict.summary().startswith("PASS: 5000 requests, 0 failed, 1.0.0 → 1.1.0")
+
+
+def test_one_failed_request_fails_the_gate_and_is_reported_first():
+    requests = traffic()
+    requests[1500] = dataclasses.replace(requests[1500], status=0, ok=False, version=None,
+                                         error="ConnectionResetError(104)")
+    verdict = judge(requests, rolling_lives(), PLAN, MARKS, FINAL)
+    assert verdict.outcome == "fail"
+    assert outcome_of(verdict, "no failed requests") == "fail"
+    assert verdict.figures.errors == {"ConnectionResetError(104)": 1}
+    assert verdict.first_failures[0]["at_seconds"] == pytest.approx(5.0)
+    assert "1 failed, the first +5.00s" in verdict.checks[0].detail
+
+
+def test_http_errors_count_as_failures_with_their_status():
+    requests = traffic()
+    for i in range(3000, 3010):
+        requests[i] = dataclasses.replace(requests[i], status=500, ok=False)
+    verdict = judge(requests, rolling_lives(), PLAN, MARKS, FINAL)
+    assert verdict.outcome == "fail" and verdict.figures.errors == {"HTTP 500": 10}
+
+
+def test_old_version_answering_after_its_last_pod_is_gone_fails():
+    requests = traffic(switch=30)  # old answers until +30 s, its pods were gone at +24 s
+    verdict = judge(requests, rolling_lives(), PLAN, MARKS, FINAL)
+    assert verdict.outcome == "fail"
+    assert outcome_of(verdict, "both versions") == "fail"
+
+
+def test_an_unexpected_version_fails():
+    requests = traffic()
+    requests[100] = dataclasses.replace(requests[100], version="0.9.0")
+    assert outcome_of(judge(requests, rolling_lives(), PLAN, MARKS, FINAL),
+                      "both versions") == "fail"
+
+
+def test_a_failed_upgrade_that_was_rolled_back_fails():
+    marks = Marks(T0, None, T0 + 40, "pulumi up of 1.1.0 failed: timed out", rolled_back=True)
+    lives = [PodLife(f"old-{i}", "1.0.0", T0 - 60, T0 - 55, None, None) for i in range(3)]
+    final = FinalState(3, {"1.0.0": 3})
+    verdict = judge(traffic(switch=1e9), lives, PLAN, marks, final)
+    assert verdict.outcome == "fail"
+    detail = next(c.detail for c in verdict.checks if c.name.startswith("rollout finished"))
+    assert "rolled back" in detail and "timed out" in detail
+
+
+def test_final_state_not_all_on_the_new_version_fails():
+    final = FinalState(3, {"1.1.0": 2, "1.0.0": 1})
+    assert judge(traffic(), rolling_lives(), PLAN, MARKS, final).outcome == "fail"
+
+
+def test_too_little_traffic_before_is_inconclusive_never_a_pass():
+    verdict = judge(traffic(start=-0.2), rolling_lives(), PLAN, MARKS, FINAL)
+    assert verdict.outcome == "inconclusive"
+    assert "requests before the upgrade" in next(
+        c.detail for c in verdict.checks if c.outcome == "inconclusive")
+
+
+def test_a_gap_while_pods_are_replaced_is_inconclusive():
+    requests = [r for r in traffic() if not T0 + 8 <= r.t <= T0 + 13]  # 5 s silence
+    verdict = judge(requests, rolling_lives(), PLAN, MARKS, FINAL)
+    assert verdict.outcome == "inconclusive"
+    assert outcome_of(verdict, "traffic covered") == "inconclusive"
+
+
+def test_a_rate_far_below_plan_is_inconclusive():
+    verdict = judge(traffic(rate=20), rolling_lives(), PLAN, MARKS, FINAL)
+    assert outcome_of(verdict, "traffic covered") == "inconclusive"
+
+
+def test_no_pod_replaced_is_inconclusive():
+    lives = [PodLife(f"new-{i}", "1.1.0", T0, T0 + 1, None, None) for i in range(3)]
+    verdict = judge(traffic(switch=-100), lives, PLAN, MARKS, FINAL)
+    assert verdict.outcome == "inconclusive"
+
+
+def test_a_failure_outweighs_inconclusive_coverage():
+    requests = traffic(start=-0.2)
+    requests[10] = dataclasses.replace(requests[10], ok=False, status=502)
+    assert judge(requests, rolling_lives(), PLAN, MARKS, FINAL).outcome == "fail"
+
+
+def test_latency_beyond_its_budget_fails():
+    requests = [dataclasses.replace(r, latency_ms=400.0) if T0 <= r.t <= T0 + 24 else r
+                for r in traffic()]
+    verdict = judge(requests, rolling_lives(), PLAN, MARKS, FINAL)
+    assert outcome_of(verdict, "latency") == "fail"
+    assert "budget 105.0 ms" in next(c.detail for c in verdict.checks if c.name.startswith("lat"))
+
+
+def test_latency_within_budget_passes():
+    requests = [dataclasses.replace(r, latency_ms=90.0) if T0 <= r.t <= T0 + 24 else r
+                for r in traffic()]
+    assert outcome_of(judge(requests, rolling_lives(), PLAN, MARKS, FINAL), "latency") == "pass"
+
+
+def test_percentile_is_nearest_rank():
+    assert percentile([], 99) is None
+    assert percentile([5.0], 99) == 5.0
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0 and percentile(values, 99) == 99.0
+    assert percentile(values, 100) == 100.0
+
+
+def test_records_parse_from_the_recorder_format():
+    line = {"t": 1.5, "latency_ms": 2, "status": 200, "error": None, "version": "1.0.0",
+            "ok": True, "name": "predict"}
+    assert Request.from_record(line) == Request(1.5, 2.0, 200, None, "1.0.0", True)
