@@ -62,6 +62,7 @@ class Traffic:
         self.url = url
         self.settings = settings
         self.model_name = model_name
+        folder = folder.resolve()  # Locust runs in the folder: relative paths would nest
         self.record_file = folder / "requests.jsonl"
         self.stop_file = folder / "locust.stop"
         self.log_path = folder / "locust.log"

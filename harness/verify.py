@@ -72,8 +72,10 @@ def verify(settings: Settings, run: RunSettings) -> Result:
         return rehearse(settings, made, stack, run)
     finally:
         if not settings.cluster.keep:
+            # the cluster goes, and with it everything the stack made: drop the
+            # stack's state instead of destroying object by object (18 s saved)
             with contextlib.suppress(errors.HarnessError):
-                stack.down()
+                stack.forget()
             cluster.down(settings.cluster, tools)
         else:
             progress.say(f"keeping cluster {made.name} (model at {run.to_version} if it passed); "
@@ -82,7 +84,7 @@ def verify(settings: Settings, run: RunSettings) -> Result:
 
 def rehearse(settings: Settings, made: Cluster, stack: ModelStack, run: RunSettings) -> Result:
     """Deploy the old version, roll to the new one under traffic, judge and report."""
-    folder = run.report_dir
+    folder = run.report_dir.resolve()
     folder.mkdir(parents=True, exist_ok=True)
     model_name = str(dict(run.values.get("model") or {}).get("name", "ml-model"))
     with progress.step("building and loading the model images"):
