@@ -124,7 +124,7 @@ class Verdict:
 
     def summary(self) -> str:
         f = self.figures
-        broken = [c.name for c in self.checks if c.outcome != "pass"]
+        broken = [c.name for c in self.checks if c.outcome == self.outcome != "pass"]
         why = f" ({', '.join(broken)})" if broken else ""
         return (f"{self.outcome.upper()}{why}: {f.requests} requests, {f.failures} failed, "
                 f"{self.plan.from_version} → {self.plan.to_version}, "

@@ -127,7 +127,11 @@ def test_no_pod_replaced_is_inconclusive():
 def test_a_failure_outweighs_inconclusive_coverage():
     requests = traffic(start=-0.2)
     requests[10] = dataclasses.replace(requests[10], ok=False, status=502)
-    assert judge(requests, rolling_lives(), PLAN, MARKS, FINAL).outcome == "fail"
+    verdict = judge(requests, rolling_lives(), PLAN, MARKS, FINAL)
+    assert verdict.outcome == "fail"
+    assert outcome_of(verdict, "traffic covered") == "inconclusive"
+    # the summary names what decided the outcome, not every check that abstained
+    assert verdict.summary().startswith("FAIL (no failed requests): ")
 
 
 def test_latency_beyond_its_budget_fails():
