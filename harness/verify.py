@@ -11,6 +11,7 @@ images — and cleans up afterwards unless asked to keep the cluster.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Iterator, Mapping
@@ -108,8 +109,7 @@ def rehearse(settings: Settings, made: Cluster, stack: ModelStack, run: RunSetti
             _serve_a_while(load, run.settle_seconds)
             load.stop()
             ended = time.time()
-        marks = Marks(marks.started, marks.finished, ended, marks.rollout_error,
-                      marks.rolled_back)
+        marks = dataclasses.replace(marks, ended=ended)
         final = final_state(api, namespace)
     requests = load.requests()
     events = watcher.events()

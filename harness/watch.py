@@ -25,7 +25,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO, TypedDict, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from kubernetes import client as kclient
 from kubernetes import watch as kwatch
@@ -78,19 +78,6 @@ class Event:
     """deletionTimestamp set: the object is on its way out."""
     detail: str
     """Short text for a person reading the timeline."""
-
-
-class EventRecord(TypedDict):
-    """One line of events.jsonl."""
-
-    t: float
-    kind: str
-    name: str
-    action: str
-    version: str | None
-    ready: bool | None
-    terminating: bool
-    detail: str
 
 
 @dataclass(frozen=True)
@@ -193,12 +180,7 @@ def _deployment(deployment: Any) -> tuple[bool, str]:
 
 
 def _line(event: Event) -> str:
-    record: EventRecord = {
-        "t": event.t, "kind": event.kind, "name": event.name, "action": event.action,
-        "version": event.version, "ready": event.ready, "terminating": event.terminating,
-        "detail": event.detail,
-    }
-    return json.dumps(record) + "\n"
+    return json.dumps(dataclasses.asdict(event)) + "\n"
 
 
 def read(path: Path) -> list[Event]:
@@ -214,8 +196,7 @@ def read(path: Path) -> list[Event]:
         if not line.strip():
             continue
         try:
-            record: EventRecord = json.loads(line)
-            found.append(Event(**record))
+            found.append(Event(**json.loads(line)))
         except (ValueError, TypeError) as e:
             if number == len(lines):
                 log.warning("%s: dropped its unfinished last line", path)
