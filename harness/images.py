@@ -34,9 +34,10 @@ def reference(version: str) -> str:
     return f"{REPOSITORY}:{version}"
 
 
-def recipe_key(version: str) -> str:
+def recipe_key(version: str, base: str) -> str:
+    """Sources, version and the base image's tag: a rebuilt base rebuilds the image."""
     return recipe_hash([SERVER_DIR / "Dockerfile", SERVER_DIR / "requirements.txt",
-                        SERVER_DIR / "model_server"], version)
+                        SERVER_DIR / "model_server"], version, base)
 
 
 def wheelhouse(cache: Cache) -> Path:
@@ -60,10 +61,10 @@ def wheelhouse(cache: Cache) -> Path:
 def ensure(settings: Settings, cache: Cache, version: str) -> str:
     """The image of `version`, built unless one from the same sources exists."""
     ref = reference(version)
-    key = recipe_key(version)
+    base = rootfs.ensure(cache, settings.toolchain, PYTHON_BASE)
+    key = recipe_key(version, base)
     if components.label_of(ref) == key:
         return ref
-    base = rootfs.ensure(cache, settings.toolchain, PYTHON_BASE)
     wheels = wheelhouse(cache)
     log_path = cache.log(f"image-model-server-{version}")
     log_path.unlink(missing_ok=True)
