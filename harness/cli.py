@@ -257,19 +257,13 @@ def run_settings(args: argparse.Namespace) -> Any:
 
 
 def cmd_gate(args: argparse.Namespace, settings: Settings) -> int:
-    from harness import cluster, toolchain, verify
-    from harness.deploy import ModelStack
+    from harness import verify
 
     run = run_settings(args)
-    if args.command == "verify":
-        result = verify.verify(settings, run)
-    else:
-        tools, deploy_tools = toolchain.ensure_all(settings)
-        made = cluster.up(settings.cluster, tools)
-        stack = ModelStack(settings, made, tools, deploy_tools)
-        if made.created:
-            stack.forget()
-        result = verify.rehearse(settings, made, stack, run)
+    if args.command == "rehearse":  # verify on a cluster that stays
+        settings = dataclasses.replace(settings, cluster=dataclasses.replace(
+            settings.cluster, keep=True))
+    result = verify.verify(settings, run)
     print(result.verdict.summary())
     return verify.EXIT_CODES[result.verdict.outcome]
 
