@@ -23,11 +23,11 @@ from pathlib import Path
 import yaml
 
 from harness import errors, procs
-from harness.toolchain.cache import REPO_ROOT, recipe_hash
+from harness.resources import CHART_DIR
+from harness.toolchain.cache import recipe_hash
 
 log = logging.getLogger(__name__)
 
-CHART_DIR = REPO_ROOT / "charts" / "ml-model"
 CHART_NAME = "ml-model"
 
 

@@ -191,12 +191,26 @@ def status(settings: ClusterSettings, toolchain: Toolchain) -> Status:
         return Status(name, True, True, False, image, f"it runs node image {image}")
     if not kubeconfig.exists() or kubeconfig.stat().st_size == 0:
         return Status(name, True, True, False, image, "its kubeconfig is missing")
-    problem = readiness_problem(kubeconfig)
-    return Status(name, True, True, problem is None, image, problem or "ready")
+    found = readiness(kubeconfig)
+    return Status(name, True, True, found.ready, image, found.problem or "ready")
 
 
-def readiness_problem(kubeconfig: Path) -> str | None:
-    """Why the cluster is not ready (node Ready, coredns running), or None."""
+@dataclass(frozen=True)
+class Readiness:
+    """What a look at the cluster found: callers act on `reachable`, people read `detail`."""
+
+    reachable: bool
+    """The API server answered."""
+    problem: str | None
+    """Why the cluster is not ready (node Ready, coredns running), or None when it is."""
+
+    @property
+    def ready(self) -> bool:
+        return self.problem is None
+
+
+def readiness(kubeconfig: Path) -> Readiness:
+    """Whether the API answers, and whether the node and coredns are ready."""
     from kubernetes import client, config
     from kubernetes.client.exceptions import ApiException
 
@@ -205,32 +219,33 @@ def readiness_problem(kubeconfig: Path) -> str | None:
         api: Any = client.CoreV1Api(api_client)
         nodes = api.list_node(_request_timeout=10).items
         if not nodes:
-            return "no nodes registered"
+            return Readiness(True, "no nodes registered")
         for node in nodes:
             conditions = {c.type: c.status for c in node.status.conditions or []}
             if conditions.get("Ready") != "True":
-                return f"node {node.metadata.name} is not Ready"
+                return Readiness(True, f"node {node.metadata.name} is not Ready")
         pods = api.list_namespaced_pod(
             "kube-system", label_selector="k8s-app=kube-dns", _request_timeout=10
         ).items
         running = [p for p in pods if p.status.phase == "Running" and all(
             cs.ready for cs in p.status.container_statuses or [])]
         if not pods or len(running) < len(pods):
-            return f"coredns: {len(running)} of {len(pods)} pods running and ready"
+            return Readiness(True, f"coredns: {len(running)} of {len(pods)} pods running and "
+                                   "ready")
     except (ApiException, OSError, ValueError) as e:
-        return f"the API server does not answer ({type(e).__name__})"
+        return Readiness(False, f"the API server does not answer ({type(e).__name__})")
     except Exception as e:  # urllib3 errors derive from Exception only
-        return f"the API server does not answer ({type(e).__name__}: {e})"
-    return None
+        return Readiness(False, f"the API server does not answer ({type(e).__name__}: {e})")
+    return Readiness(True, None)
 
 
 def wait_ready(kubeconfig: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    problem = readiness_problem(kubeconfig)
-    while problem is not None:
+    found = readiness(kubeconfig)
+    while not found.ready:
         if time.monotonic() > deadline:
             raise errors.ClusterError(
-                f"the cluster was not ready after {timeout:.0f}s: {problem}"
+                f"the cluster was not ready after {timeout:.0f}s: {found.problem}"
             )
         time.sleep(2)
-        problem = readiness_problem(kubeconfig)
+        found = readiness(kubeconfig)

@@ -25,14 +25,14 @@ from typing import Any
 from pulumi import automation as auto
 
 from harness import charts, errors, images, procs, progress
-from harness.cluster import Cluster, readiness_problem
+from harness.cluster import Cluster, readiness
+from harness.resources import PROGRAM_DIR
 from harness.settings import Settings
 from harness.toolchain import DeployTools, Toolchain, pulumi
-from harness.toolchain.cache import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
-PROGRAM_FILE = REPO_ROOT / "programs" / "ml_model" / "ml_model_program.py"
+PROGRAM_FILE = PROGRAM_DIR / "ml_model_program.py"
 PROJECT = "ml-model"
 
 
@@ -254,10 +254,10 @@ class ModelStack:
                          f"(pid {pid}); continuing")
 
     def _require_api(self) -> None:
-        problem = readiness_problem(self.cluster.kubeconfig)
-        if problem and "does not answer" in problem:
+        found = readiness(self.cluster.kubeconfig)
+        if not found.reachable:
             raise errors.DeployError(
-                f"the Kubernetes API is unreachable ({problem}); kubeconfig "
+                f"the Kubernetes API is unreachable ({found.problem}); kubeconfig "
                 f"{self.cluster.kubeconfig}, context kind-{self.cluster.name}: is the cluster up?"
             )
 

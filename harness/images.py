@@ -15,11 +15,11 @@ import tempfile
 from pathlib import Path
 
 from harness import errors, procs, progress
+from harness.resources import RECIPES, SERVER_DIR
 from harness.settings import Settings
 from harness.toolchain import components, rootfs
-from harness.toolchain.cache import RECIPES, REPO_ROOT, Cache, building, recipe_hash
+from harness.toolchain.cache import Cache, building, recipe_hash
 
-SERVER_DIR = REPO_ROOT / "images" / "model-server"
 REPOSITORY = "rollout-harness/model-server"
 
 PYTHON_BASE = rootfs.Recipe(

@@ -21,13 +21,12 @@ from types import TracebackType
 
 import orjson
 
-from harness import errors, procs
-from harness.toolchain.cache import REPO_ROOT
+from harness import errors, procs, resources
 from harness.verdict import Request
 
 log = logging.getLogger(__name__)
 
-LOCUSTFILE = REPO_ROOT / "load" / "locustfile.py"
+LOCUSTFILE = resources.LOCUSTFILE
 
 
 @dataclass(frozen=True)

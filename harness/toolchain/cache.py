@@ -18,9 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-RECIPES = REPO_ROOT / "toolchain"
-
 
 @dataclass(frozen=True)
 class Cache:

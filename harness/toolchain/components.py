@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import procs, progress
+from harness.resources import RECIPES
 from harness.toolchain import rootfs, versions
-from harness.toolchain.cache import RECIPES, Cache, recipe_hash
+from harness.toolchain.cache import Cache, recipe_hash
 
 LABEL = "io.rollout-harness.recipe"
 PATH_ENV = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

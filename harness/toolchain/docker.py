@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import errors, procs, progress
+from harness.resources import RECIPES
 from harness.toolchain import gobuild, versions
-from harness.toolchain.cache import RECIPES, Cache, building, recipe_hash
+from harness.toolchain.cache import Cache, building, recipe_hash
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from harness import errors, procs
-from harness.toolchain.cache import RECIPES, Cache
+from harness.resources import RECIPES
+from harness.toolchain.cache import Cache
 
 
 def go_binary() -> str:

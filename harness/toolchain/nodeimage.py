@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 from harness import errors, procs, progress
+from harness.resources import RECIPES
 from harness.settings import ToolchainSettings
 from harness.toolchain import components, kubernetes, rootfs, tools, versions
-from harness.toolchain.cache import RECIPES, Cache, Stopwatch, recipe_hash
+from harness.toolchain.cache import Cache, Stopwatch, recipe_hash
 
 NODE_BASE = rootfs.Recipe(
     name="node-base",

@@ -21,8 +21,9 @@ import urllib.request
 from pathlib import Path
 
 from harness import errors, procs
+from harness.resources import RECIPES
 from harness.toolchain import downloads, gobuild, versions
-from harness.toolchain.cache import RECIPES, Cache
+from harness.toolchain.cache import Cache
 from harness.toolchain.tools import Tool, arch
 
 PROVIDER_MODULE = "github.com/pulumi/pulumi-kubernetes/provider/v4"

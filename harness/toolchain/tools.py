@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import errors, progress
+from harness.resources import RECIPES
 from harness.settings import ToolchainSettings
 from harness.toolchain import downloads, gobuild
-from harness.toolchain.cache import RECIPES, Cache, Stopwatch, building, recipe_hash
+from harness.toolchain.cache import Cache, Stopwatch, building, recipe_hash
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
+from harness.resources import RECIPES
 from harness.toolchain import versions
-from harness.toolchain.cache import RECIPES
 
 
 def required(module_dir: str, path: str) -> str:

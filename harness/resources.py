@@ -1,0 +1,27 @@
+"""Where the files the harness ships with live: the chart, the program, the load, the recipes.
+
+One home for every path into the project's own files, so that packaging them
+differently (a wheel's package data, a vendored copy) changes one module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+"""The project folder: harness/ and its sibling folders."""
+
+RECIPES = ROOT / "toolchain"
+"""Pinned recipes for hosts that cannot download releases (Go modules, image files)."""
+
+CHART_DIR = ROOT / "charts" / "ml-model"
+"""The model server's Helm chart."""
+
+PROGRAM_DIR = ROOT / "programs" / "ml_model"
+"""The Pulumi program folder (Pulumi.yaml, __main__.py)."""
+
+LOCUSTFILE = ROOT / "load" / "locustfile.py"
+"""The inference load, also usable alone with `locust -f`."""
+
+SERVER_DIR = ROOT / "images" / "model-server"
+"""The model server's sources and Dockerfile."""
