@@ -22,7 +22,7 @@ from pytest_kind import KindCluster
 
 from harness import errors, progress
 from harness.settings import ClusterSettings
-from harness.toolchain import Toolchain
+from harness.toolchain import Toolchain, containers
 from harness.toolchain.cache import Cache
 
 log = logging.getLogger(__name__)
@@ -148,41 +148,23 @@ def _delete(kind: KindCluster) -> None:
             "containers with: docker rm -f $(docker ps -aq --filter "
             f"label=io.x-k8s.kind.cluster={kind.name})"
         ) from e
-    left = node_containers(kind.name)
-    if left:
-        subprocess.run(["docker", "rm", "-f", *left], capture_output=True, check=False)
-    _remove_kind_network_if_unused()
+    containers.remove(*node_containers(kind.name))
+    # kind leaves its `kind` docker network behind; drop it when no node uses it
+    containers.remove_network_if_unused("kind")
     Path(kind.kubeconfig_path).unlink(missing_ok=True)
 
 
-def _remove_kind_network_if_unused() -> None:
-    """kind leaves its `kind` docker network behind; drop it when no node uses it."""
-    out = subprocess.run(
-        ["docker", "network", "inspect", "kind", "--format", "{{len .Containers}}"],
-        capture_output=True, text=True, check=False,
-    )
-    if out.returncode == 0 and out.stdout.strip() == "0":
-        subprocess.run(["docker", "network", "rm", "kind"], capture_output=True, check=False)
-
-
 def node_containers(name: str) -> list[str]:
-    out = subprocess.run(
-        ["docker", "ps", "-aq", "--filter", f"label=io.x-k8s.kind.cluster={name}"],
-        capture_output=True, text=True, check=False,
-    )
-    return out.stdout.split()
+    return containers.with_label(f"io.x-k8s.kind.cluster={name}")
 
 
 def status(settings: ClusterSettings, toolchain: Toolchain) -> Status:
     name = settings.name
-    containers = node_containers(name)
-    if not containers:
+    nodes = node_containers(name)
+    if not nodes:
         return Status(name, False, False, False, "", "no cluster of that name")
-    inspect = subprocess.run(
-        ["docker", "inspect", "--format", "{{.State.Running}}|{{.Config.Image}}", containers[0]],
-        capture_output=True, text=True, check=False,
-    )
-    running_text, _, image = inspect.stdout.strip().partition("|")
+    running_text, _, image = containers.inspect(
+        nodes[0], "{{.State.Running}}|{{.Config.Image}}").partition("|")
     running = running_text == "true"
     kubeconfig = state_dir(toolchain.cache, name) / "kubeconfig"
     if not running:

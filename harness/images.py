@@ -17,7 +17,7 @@ from pathlib import Path
 from harness import errors, procs, progress
 from harness.resources import RECIPES, SERVER_DIR
 from harness.settings import Settings
-from harness.toolchain import components, rootfs
+from harness.toolchain import components, containers, rootfs
 from harness.toolchain.cache import Cache, building, recipe_hash
 
 REPOSITORY = "rollout-harness/model-server"
@@ -63,7 +63,7 @@ def ensure(settings: Settings, cache: Cache, version: str) -> str:
     ref = reference(version)
     base = rootfs.ensure(cache, settings.toolchain, PYTHON_BASE)
     key = recipe_key(version, base)
-    if components.label_of(ref) == key:
+    if containers.label_of(ref, components.LABEL) == key:
         return ref
     wheels = wheelhouse(cache)
     log_path = cache.log(f"image-model-server-{version}")
@@ -75,12 +75,8 @@ def ensure(settings: Settings, cache: Cache, version: str) -> str:
         shutil.copytree(SERVER_DIR / "model_server", context / "model_server",
                         ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copytree(wheels, context / "wheels")
-        procs.run(
-            ["docker", "build", "--build-arg", f"BASE_IMAGE={base}",
-             "--build-arg", f"MODEL_VERSION={version}", "--label",
-             f"{components.LABEL}={key}", "--tag", ref, context],
-            log_path=log_path, what=f"docker build of {ref}", env={"DOCKER_BUILDKIT": "0"},
-        )
+        containers.build(context, ref, build_args={"BASE_IMAGE": base, "MODEL_VERSION": version},
+                         labels={components.LABEL: key}, log_path=log_path)
     return ref
 
 

@@ -17,7 +17,17 @@ from pathlib import Path
 
 from harness import errors, progress
 from harness.settings import Settings
-from harness.toolchain import components, docker, kind, kubernetes, nodeimage, pulumi, rootfs, tools
+from harness.toolchain import (
+    components,
+    containers,
+    docker,
+    helm,
+    kind,
+    kubernetes,
+    nodeimage,
+    pulumi,
+    tools,
+)
 from harness.toolchain.cache import Cache
 
 __all__ = [
@@ -39,7 +49,7 @@ BINARY_TOOLS = (
     kubernetes.PAUSE,
     pulumi.PULUMI,
     pulumi.PROVIDER,
-    pulumi.HELM,
+    helm.HELM,
 )
 
 
@@ -96,7 +106,7 @@ def ensure_deploy(settings: Settings) -> DeployTools:
     cache = Cache(settings.cache_dir)
     with _exclusive(cache):
         folders = {tool.component: tools.ensure(cache, settings.toolchain, tool)
-                   for tool in (pulumi.PULUMI, pulumi.PROVIDER, pulumi.HELM)}
+                   for tool in (pulumi.PULUMI, pulumi.PROVIDER, helm.HELM)}
     return DeployTools(
         pulumi_root=folders["pulumi"],
         provider=folders["pulumi-kubernetes"] / "pulumi-resource-kubernetes",
@@ -165,17 +175,17 @@ def check(settings: Settings) -> list[Component]:
         return [*found, Component("node-image", "-", "missing", "docker is not running", None)]
     for recipe in (nodeimage.NODE_BASE, components.IPTABLES_BASE):
         tag = recipe.tag()
-        source = "build" if rootfs.image_exists(tag) else "missing"
+        source = "build" if containers.image_exists(tag) else "missing"
         found.append(Component(recipe.name, tag.split(":")[1], source, tag, None))
     return [*found, _node_image(cache)]
 
 
 def _node_image(cache: Cache) -> Component:
     tag = nodeimage.planned_tag(cache)
-    if tag is not None and rootfs.image_exists(tag):
+    if tag is not None and containers.image_exists(tag):
         seconds = cache.recorded("node-image").get("seconds")
         return Component("node-image", tag.split(":")[1], "build", tag, seconds)
-    if rootfs.image_exists(nodeimage.RELEASE_IMAGE):
+    if containers.image_exists(nodeimage.RELEASE_IMAGE):
         return Component("node-image", nodeimage.RELEASE_IMAGE.split(":")[1], "release",
                          nodeimage.RELEASE_IMAGE, None)
     return Component("node-image", "-", "missing", tag or "-", None)

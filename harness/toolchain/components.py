@@ -9,14 +9,13 @@ Debian root because it drives iptables and conntrack.
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import procs, progress
+from harness import progress
 from harness.resources import RECIPES
-from harness.toolchain import rootfs, versions
+from harness.toolchain import containers, rootfs, versions
 from harness.toolchain.cache import Cache, recipe_hash
 
 LABEL = "io.rollout-harness.recipe"
@@ -49,18 +48,10 @@ class ComponentImage:
         return recipe_hash([Path(__file__), RECIPES / "component-images"], str(self.binary))
 
 
-def label_of(ref: str) -> str | None:
-    out = subprocess.run(
-        ["docker", "image", "inspect", "--format", f'{{{{index .Config.Labels "{LABEL}"}}}}', ref],
-        capture_output=True, text=True, check=False,
-    )
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
 def ensure(cache: Cache, image: ComponentImage, iptables_base: str | None = None) -> str:
     """Make image.ref from image.binary unless an image of the same recipe exists."""
     key = image.key()
-    if label_of(image.ref) == key:
+    if containers.label_of(image.ref, LABEL) == key:
         return key
     log_path = cache.log(f"image-{image.component}")
     log_path.unlink(missing_ok=True)
@@ -78,9 +69,11 @@ def ensure(cache: Cache, image: ComponentImage, iptables_base: str | None = None
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(image.binary.read_bytes())
                 target.chmod(0o755)
-                rootfs.import_rootfs(root, image.ref, changes, log_path)
+                containers.import_rootfs(root, image.ref, changes, log_path)
         else:
-            _add_binary(iptables_base, image, changes, log_path)
+            containers.extend(iptables_base, image.ref, files=[(image.binary, image.entrypoint)],
+                              container=f"harness-build-{image.component}", changes=changes,
+                              log_path=log_path)
     return key
 
 
@@ -92,20 +85,3 @@ def _static_root(root: Path) -> None:
                                      "nobody:x:65534:65534:nobody:/:/sbin/nologin\n")
     (root / "etc/group").write_text("root:x:0:\nnogroup:x:65534:\n")
     (root / "etc/nsswitch.conf").write_text("hosts: files dns\n")
-
-
-def _add_binary(base: str, image: ComponentImage, changes: tuple[str, ...], log: Path) -> None:
-    """Base image + one binary, via create/cp/commit (no image builder needed)."""
-    name = f"harness-build-{image.component}"
-    subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
-    procs.run(["docker", "create", "--name", name, base, "/bin/true"], log_path=log,
-              what=f"creating a container for {image.ref}")
-    try:
-        procs.run(["docker", "cp", image.binary, f"{name}:{image.entrypoint}"], log_path=log,
-                  what=f"copying {image.binary.name} into {image.ref}")
-        commit = ["docker", "commit"]
-        for change in changes:
-            commit += ["--change", change]
-        procs.run([*commit, name, image.ref], log_path=log, what=f"committing {image.ref}")
-    finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)

@@ -10,14 +10,13 @@ that went in, so a warm run finds it and builds nothing.
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
-from harness import errors, procs, progress
+from harness import errors, progress
 from harness.resources import RECIPES
 from harness.settings import ToolchainSettings
-from harness.toolchain import components, kubernetes, rootfs, tools, versions
+from harness.toolchain import components, containers, kubernetes, rootfs, tools, versions
 from harness.toolchain.cache import Cache, Stopwatch, recipe_hash
 
 NODE_BASE = rootfs.Recipe(
@@ -53,7 +52,7 @@ def planned_tag(cache: Cache) -> str | None:
 def ensure(cache: Cache, settings: ToolchainSettings) -> str:
     """The node image reference to give kind, pulling or building it if needed."""
     tag = planned_tag(cache)
-    if tag and rootfs.image_exists(tag):
+    if tag and containers.image_exists(tag):
         return tag
     if settings.source in ("auto", "release") and _pull_release(cache):
         return RELEASE_IMAGE
@@ -63,11 +62,9 @@ def ensure(cache: Cache, settings: ToolchainSettings) -> str:
 
 
 def _pull_release(cache: Cache) -> bool:
-    if rootfs.image_exists(RELEASE_IMAGE):
+    if containers.image_exists(RELEASE_IMAGE):
         return True
-    done = subprocess.run(["docker", "pull", RELEASE_IMAGE], capture_output=True, text=True,
-                          check=False, timeout=600)
-    if done.returncode != 0:
+    if not containers.pull(RELEASE_IMAGE, timeout=600):
         progress.say(f"node image: {RELEASE_IMAGE} cannot be pulled here, building our own")
         return False
     cache.record("node-image", source="release", version=versions.KUBERNETES, seconds=None)
@@ -81,7 +78,7 @@ def build(cache: Cache, settings: ToolchainSettings) -> str:
     pause = tools.ensure(cache, settings, kubernetes.PAUSE)
     tag = planned_tag(cache)
     assert tag is not None
-    if rootfs.image_exists(tag):
+    if containers.image_exists(tag):
         return tag
     base = rootfs.ensure(cache, settings, NODE_BASE)
     iptables_base = rootfs.ensure(cache, settings, components.IPTABLES_BASE)
@@ -112,30 +109,25 @@ def build(cache: Cache, settings: ToolchainSettings) -> str:
 def _assemble(cache: Cache, base: str, kube: Path, refs: list[str], tag: str) -> None:
     log_path = cache.log("node-image")
     log_path.unlink(missing_ok=True)
-    name = BUILD_CONTAINER
-    subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
-    procs.run(
-        ["docker", "run", "-d", "--name", name, "--privileged", "--entrypoint", "sleep",
-         base, "infinity"],
-        log_path=log_path, what="starting the node image build container",
-    )
-    try:
+    with containers.build_container(BUILD_CONTAINER) as name:
+        containers.create(name, base, "infinity", entrypoint="sleep", privileged=True,
+                          log_path=log_path, what="creating the node image build container")
+        containers.start(name, log_path=log_path, what="starting the node image build container")
         for binary in ("kubeadm", "kubelet", "kubectl"):
-            procs.run(["docker", "cp", kube / binary, f"{name}:/usr/bin/{binary}"],
-                      log_path=log_path, what=f"copying {binary} into the node image")
+            containers.copy_in(kube / binary, name, f"/usr/bin/{binary}", log_path=log_path,
+                               what=f"copying {binary} into the node image")
         _exec(name, log_path, "mkdir -p /kind && "
               f"printf '%s' {versions.KUBERNETES} > /kind/version")
         _exec(name, log_path, "(containerd > /var/log/build-containerd.log 2>&1 &) ; "
               "for i in $(seq 60); do ctr version >/dev/null 2>&1 && exit 0; sleep 0.5; done; "
               "cat /var/log/build-containerd.log; exit 1")
-        procs.run(
-            ["bash", "-o", "pipefail", "-c",
-             "docker save " + " ".join(refs) + f" | docker exec -i {name} ctr --namespace=k8s.io"
-             " images import --all-platforms --no-unpack --digests -"],
+        containers.save_into(
+            refs, name, ["ctr", "--namespace=k8s.io", "images", "import", "--all-platforms",
+                         "--no-unpack", "--digests", "-"],
             log_path=log_path, what="importing component images into the node's containerd",
         )
-        listed = procs.output(["docker", "exec", name, "ctr", "--namespace=k8s.io", "images",
-                               "list", "-q"], what="listing the node's images")
+        listed = containers.execute_output(name, "ctr", "--namespace=k8s.io", "images", "list",
+                                           "-q", what="listing the node's images")
         missing = [ref for ref in refs if ref not in listed.split()]
         if missing:
             raise errors.BuildError(f"node image lacks {', '.join(missing)} after import; "
@@ -143,21 +135,12 @@ def _assemble(cache: Cache, base: str, kube: Path, refs: list[str], tag: str) ->
         # `sleep` as PID 1 does not reap, so wait for containerd to be gone or a zombie
         _exec(name, log_path, "pkill -x containerd; for i in $(seq 80); do "
               "ps -C containerd -o stat= | grep -qv '^Z' || exit 0; sleep 0.25; done; exit 1")
-        procs.run(["docker", "stop", "-t", "1", name], log_path=log_path,
-                  what="stopping the build container")
+        containers.stop(name, log_path=log_path, what="stopping the build container")
         time.sleep(0.5)
-        procs.run(
-            ["docker", "commit",
-             "--change", 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]',
-             "--change", "CMD []",
-             "--change", "ENV container=docker",
-             name, tag],
-            log_path=log_path, what=f"committing {tag}",
-        )
-    finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+        # the build container ran `sleep`: give the image the base's entrypoint back
+        containers.commit(name, tag, (*NODE_BASE.changes, "CMD []"), log_path=log_path)
 
 
 def _exec(container: str, log_path: Path, script: str) -> None:
-    procs.run(["docker", "exec", container, "bash", "-c", script], log_path=log_path,
-              what=f"node image build step: {script.split(';')[0][:60]}")
+    containers.execute(container, "bash", "-c", script, log_path=log_path,
+                       what=f"node image build step: {script.split(';')[0][:60]}")

@@ -1,4 +1,4 @@
-"""The pulumi CLI, its Kubernetes provider and helm, for hosts that cannot download them.
+"""The pulumi CLI and its Kubernetes provider, for hosts that cannot download them.
 
 The CLI is built from pkg/v3 with its version stamped (the Python Automation
 API reads it and refuses inline refresh/destroy without one). The provider's
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tarfile
 import tempfile
 import urllib.error
 import urllib.request
@@ -24,7 +23,7 @@ from harness import errors, procs
 from harness.resources import RECIPES
 from harness.toolchain import downloads, gobuild, versions
 from harness.toolchain.cache import Cache
-from harness.toolchain.tools import Tool, arch
+from harness.toolchain.tools import Tool
 
 PROVIDER_MODULE = "github.com/pulumi/pulumi-kubernetes/provider/v4"
 
@@ -61,18 +60,6 @@ def _provider_release(folder: Path, timeout: float) -> None:
         shutil.copy2(found, folder / "pulumi-resource-kubernetes")
 
 
-def _helm_release(folder: Path, timeout: float) -> None:
-    name = f"helm-{versions.HELM}-linux-{arch()}.tar.gz"
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = Path(tmp) / name
-        downloads.fetch(f"https://get.helm.sh/{name}", archive, timeout=timeout,
-                        sha256_url=f"https://get.helm.sh/{name}.sha256sum")
-        with tarfile.open(archive) as tar:
-            member = tar.getmember(f"linux-{arch()}/helm")
-            member.name = "helm"
-            tar.extract(member, folder, filter="data")
-
-
 def _provider_sources(cache: Cache, tmp: Path) -> Path:
     """The wrapper module plus the provider's schema and mapping, ready to build."""
     work = tmp / ".src"
@@ -91,19 +78,6 @@ def _provider_sources(cache: Cache, tmp: Path) -> Path:
     mapping = json.loads((module_dir / "terraform-mapping.json").read_text())
     (work / "terraform-mapping-embed.json").write_text(json.dumps(mapping, separators=(",", ":")))
     return work
-
-
-def _helm_ldflags() -> str:
-    """Stamp the version and, as upstream's build does, the Kubernetes version it assumes.
-
-    Unstamped, helm renders for Kubernetes v1.20 and our chart's kubeVersion
-    constraint fails; we stamp the Kubernetes minor the toolchain runs.
-    """
-    major, minor = versions.KUBERNETES.lstrip("v").split(".")[:2]
-    flags = [f"-X helm.sh/helm/v3/internal/version.version={versions.HELM}"]
-    for package in ("helm.sh/helm/v3/pkg/chartutil", "helm.sh/helm/v3/pkg/lint/rules"):
-        flags += [f"-X {package}.k8sVersionMajor={major}", f"-X {package}.k8sVersionMinor={minor}"]
-    return " ".join(flags)
 
 
 PULUMI = Tool(
@@ -125,16 +99,6 @@ PROVIDER = Tool(
     ldflags=f"-X {PROVIDER_MODULE}/pkg/version.Version={versions.PULUMI_KUBERNETES}",
     release=_provider_release,
     prepare=_provider_sources,
-)
-
-HELM = Tool(
-    component="helm",
-    version=versions.HELM,
-    module="helm",
-    packages=("helm.sh/helm/v3/cmd/helm",),
-    binaries={"helm": "helm"},
-    ldflags=_helm_ldflags(),
-    release=_helm_release,
 )
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shlex
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from harness import errors, procs, progress
 from harness.settings import ToolchainSettings
-from harness.toolchain import versions
+from harness.toolchain import containers, versions
 from harness.toolchain.cache import Cache, recipe_hash
 
 
@@ -50,12 +49,6 @@ def read_packages(path: Path) -> tuple[str, ...]:
     return tuple(line for line in lines if line)
 
 
-def image_exists(ref: str) -> bool:
-    return subprocess.run(
-        ["docker", "image", "inspect", ref], capture_output=True, check=False
-    ).returncode == 0
-
-
 def ensure(cache: Cache, settings: ToolchainSettings, recipe: Recipe) -> str:
     """The recipe's image tag, building the image if it does not exist yet.
 
@@ -64,39 +57,27 @@ def ensure(cache: Cache, settings: ToolchainSettings, recipe: Recipe) -> str:
     (seconds), so editing a file of the recipe does not re-run debootstrap.
     """
     tag = recipe.tag()
-    if image_exists(tag):
+    if containers.image_exists(tag):
         return tag
     raw = _debootstrapped(cache, settings, recipe)
-    log_path = cache.log(f"rootfs-{recipe.name}")
+    files: list[tuple[containers.Source, str]] = []
+    if recipe.overlay:
+        files.append((f"{recipe.overlay}/.", "/"))
+    if recipe.prepare:
+        files.append((recipe.prepare, "/prepare.sh"))
+    script = "/prepare.sh" if recipe.prepare else "/bin/true"
     with progress.step(f"making base image {tag}"):
-        name = f"harness-build-{recipe.name}"
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
-        script = "/prepare.sh" if recipe.prepare else "/bin/true"
-        procs.run(["docker", "create", "--name", name, "--entrypoint", "/bin/sh", raw, "-c",
-                   f"{script} && rm -f /prepare.sh"],
-                  log_path=log_path, what=f"creating the build container of {recipe.name}")
-        try:
-            if recipe.overlay:
-                procs.run(["docker", "cp", f"{recipe.overlay}/.", f"{name}:/"],
-                          log_path=log_path, what=f"copying the files of {recipe.name}")
-            if recipe.prepare:
-                procs.run(["docker", "cp", recipe.prepare, f"{name}:/prepare.sh"],
-                          log_path=log_path, what=f"copying the script of {recipe.name}")
-            procs.run(["docker", "start", "-a", name], log_path=log_path,
-                      what=f"preparing {recipe.name}")
-            commit = ["docker", "commit"]
-            for change in ("ENTRYPOINT []", "CMD []", *recipe.changes):
-                commit += ["--change", change]
-            procs.run([*commit, name, tag], log_path=log_path, what=f"committing {tag}")
-        finally:
-            subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+        containers.extend(raw, tag, container=f"harness-build-{recipe.name}", files=files,
+                          script=f"{script} && rm -f /prepare.sh",
+                          changes=("ENTRYPOINT []", "CMD []", *recipe.changes),
+                          log_path=cache.log(f"rootfs-{recipe.name}"))
     return tag
 
 
 def _debootstrapped(cache: Cache, settings: ToolchainSettings, recipe: Recipe) -> str:
     key = recipe_hash([], versions.DEBIAN_SUITE, *recipe.packages)
     tag = f"rollout-harness/{recipe.name}-debootstrap:{key}"
-    if image_exists(tag):
+    if containers.image_exists(tag):
         return tag
     with progress.step(f"debootstrapping {versions.DEBIAN_SUITE} for {recipe.name}"), \
             scratch_dir(cache.root / "work" / recipe.name) as work:
@@ -108,20 +89,8 @@ def _debootstrapped(cache: Cache, settings: ToolchainSettings, recipe: Recipe) -
              versions.DEBIAN_SUITE, root, mirror(settings)],
             log_path=log_path, what=f"debootstrap of {recipe.name}",
         )
-        import_rootfs(root, tag, (), log_path)
+        containers.import_rootfs(root, tag, (), log_path)
     return tag
-
-
-def import_rootfs(root: Path, tag: str, changes: tuple[str, ...], log_path: Path) -> None:
-    """`tar | docker import` the folder as tag (the tag appears only on success)."""
-    change_args = " ".join(f"--change {shlex.quote(c)}" for c in changes)
-    procs.run(
-        ["bash", "-o", "pipefail", "-c",
-         f"tar -C {shlex.quote(str(root))} --numeric-owner -c . | docker import {change_args} - "
-         f"{shlex.quote(tag)}"],
-        log_path=log_path, what=f"docker import of {tag}",
-    )
-
 
 
 def debootstrap() -> str:

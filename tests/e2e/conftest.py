@@ -19,7 +19,7 @@ from kubernetes import client, config
 from harness import cluster as clusters
 from harness import toolchain as toolchains
 from harness.settings import Settings
-from harness.toolchain import gobuild, rootfs
+from harness.toolchain import containers, gobuild
 
 PROBE_IMAGE = "rollout-harness/probe:e2e"
 
@@ -64,7 +64,7 @@ def probe_image(cluster: clusters.Cluster, toolchain: toolchains.Toolchain) -> s
         root = Path(tmp)
         gobuild.build(toolchain.cache, "probe", ["."], root / "bin", module_dir=source)
         log_path = toolchain.cache.log("image-probe")
-        rootfs.import_rootfs(root, PROBE_IMAGE, ('ENTRYPOINT ["/bin/probe"]',), log_path)
+        containers.import_rootfs(root, PROBE_IMAGE, ('ENTRYPOINT ["/bin/probe"]',), log_path)
     cluster.kind.load_docker_image(PROBE_IMAGE)
     return PROBE_IMAGE
 

@@ -9,7 +9,7 @@ import pytest
 from harness import errors
 from harness.settings import Settings
 from harness.toolchain.cache import Cache
-from harness.toolchain.pulumi import HELM
+from harness.toolchain.helm import HELM
 
 
 def toolchain_helm() -> Path:

@@ -9,7 +9,7 @@ import pytest
 
 from harness import images
 from harness.settings import Settings
-from harness.toolchain import components, rootfs
+from harness.toolchain import containers, rootfs
 from harness.toolchain.cache import Cache
 
 
@@ -25,8 +25,8 @@ def builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
         label = argv[argv.index("--label") + 1].split("=", 1)[1]
         labels[argv[argv.index("--tag") + 1]] = label
 
-    monkeypatch.setattr(images.procs, "run", run)
-    monkeypatch.setattr(components, "label_of", lambda ref: labels.get(ref))
+    monkeypatch.setattr(containers.procs, "run", run)
+    monkeypatch.setattr(containers, "label_of", lambda ref, label: labels.get(ref))
     monkeypatch.setattr(images, "wheelhouse", lambda cache: tmp_path / "wheels")
     (tmp_path / "wheels").mkdir()
     return made
