@@ -9,30 +9,27 @@ has its own generated passphrase, stored with mode 0600.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
 import secrets
-import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import ml_model_program
+from ml_model_program import CONFIG_KEYS, ModelConfig
 from pulumi import automation as auto
 
-from harness import charts, errors, images, procs, progress
+from harness import charts, errors, procs, progress
 from harness.cluster import Cluster, readiness
-from harness.resources import PROGRAM_DIR
 from harness.settings import Settings
 from harness.toolchain import DeployTools, Toolchain, pulumi
 
 log = logging.getLogger(__name__)
 
-PROGRAM_FILE = PROGRAM_DIR / "ml_model_program.py"
 PROJECT = "ml-model"
 
 
@@ -48,24 +45,10 @@ class Outcome:
     """Of `seconds`, the time Pulumi spent updating and awaiting the Deployment."""
 
 
-def load_program() -> ModuleType:
-    """The program module, loaded from its file (it is not an installed package)."""
-    name = "ml_model_program"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, PROGRAM_FILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def _inline_program() -> None:
     import pulumi as sdk
 
-    program = load_program()
-    program.deploy(program.ModelConfig.from_pulumi_config(sdk.Config()))
+    ml_model_program.deploy(ModelConfig.from_pulumi_config(sdk.Config()))
 
 
 class ModelStack:
@@ -99,10 +82,14 @@ class ModelStack:
             chart_path = self.repository.unpacked(version)
         config = self._model_config(version, dict(values or {}), chart_path, chart_repo)
         self._validate_values(chart_file, config)
-        ref = images.ensure(self.settings, self.cache, version)
-        images.load(self.cluster.name, self.toolchain.kind, ref, self.cache)
         stack = self._stack()
-        stack.set_all_config(self._stack_config(config))
+        wanted = self._stack_config(config)
+        # a key this run leaves unset must not linger from an earlier one (chartPath
+        # from a folder run would contradict chartRepo)
+        stale = [key for key in CONFIG_KEYS if key not in wanted]
+        if stale:
+            stack.remove_all_config(stale)
+        stack.set_all_config(wanted)
         started = time.monotonic()
         timer = _DeploymentTimer()
         with progress.step(f"pulumi up: {PROJECT} {version} on {self.name}"):
@@ -145,20 +132,16 @@ class ModelStack:
         self._run(lambda: stack.workspace.remove_stack(self.name, force=True),
                   f"forgetting stack {self.name}")
 
-    def outputs(self) -> dict[str, Any]:
-        return _plain(self._stack().outputs())
-
     # -- the pieces ----------------------------------------------------------
 
     def _model_config(self, version: str, values: dict[str, Any], chart_path: Path | None,
-                      chart_repo: str | None) -> Any:
-        program = load_program()
+                      chart_repo: str | None) -> ModelConfig:
         service = dict(values.get("service") or {})
         service.setdefault("type", "NodePort")
         service.setdefault("nodePort", self.settings.cluster.node_port)
         values["service"] = service
         try:
-            return program.ModelConfig(
+            return ModelConfig(
                 chart_version=version,
                 chart_path=str(chart_path) if chart_path else None,
                 chart_repo=chart_repo,
@@ -171,21 +154,10 @@ class ModelStack:
         except ValueError as e:
             raise errors.UsageError(str(e)) from e
 
-    def _stack_config(self, config: Any) -> dict[str, auto.ConfigValue]:
-        pairs: dict[str, Any] = {
-            "chartVersion": config.chart_version,
-            "chartPath": config.chart_path,
-            "chartRepo": config.chart_repo,
-            "replicaCount": config.replica_count,
-            "namespace": config.namespace,
-            "values": json.dumps(config.values),
-            "timeoutSeconds": config.timeout_seconds,
-            "hostPort": config.host_port,
-        }
-        return {key: auto.ConfigValue(value=str(value)) for key, value in pairs.items()
-                if value is not None}
+    def _stack_config(self, config: ModelConfig) -> dict[str, auto.ConfigValue]:
+        return {k: auto.ConfigValue(value=v) for k, v in config.to_stack_config().items()}
 
-    def _validate_values(self, chart: Path, config: Any) -> None:
+    def _validate_values(self, chart: Path, config: ModelConfig) -> None:
         """Render the chart with helm first: schema errors surface before anything changes."""
         values_file = self.cache.state / f"values-{self.name}.json"
         values_file.parent.mkdir(parents=True, exist_ok=True)

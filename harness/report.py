@@ -11,7 +11,7 @@ same `series`, so the JSON and the picture cannot disagree.
 - ``checks``: ``[{name, outcome, detail}]`` in the verdict's order;
 - ``figures``: every field of `verdict.Figures`, plus ``completed_s``;
 - ``by_version``: requests per answering version ("none": no answer);
-- ``plan``: every field of `verdict.Plan`;
+- ``plan``: the versions and rate of `verdict.Plan`, and every limit it judged by;
 - ``marks``: ``started, finished, ended, rollout_error, rolled_back`` and
   ``started_s, finished_s, ended_s``;
 - ``first_failures``: up to ten ``{at_seconds, status, error, version, latency_ms}``;
@@ -35,8 +35,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness.verdict import Request, Verdict, percentile
-from harness.watch import Event, PodLife
+from harness.evidence import Event, PodLife, Request
+from harness.verdict import Verdict, percentile
 
 SCHEMA = 1
 BUCKET_SECONDS = 1.0
@@ -120,7 +120,8 @@ def _json(v: Verdict, buckets: Sequence[Bucket], lives: Sequence[PodLife],
         "checks": [asdict(c) for c in v.checks],
         "figures": {**asdict(v.figures), "completed_s": _rel(v.figures.completed, s)},
         "by_version": v.figures.by_version,
-        "plan": asdict(v.plan),
+        "plan": {"from_version": v.plan.from_version, "to_version": v.plan.to_version,
+                 "rate": v.plan.rate, **asdict(v.plan.limits)},
         "marks": {**asdict(m), "started_s": 0.0, "finished_s": _rel(m.finished, s),
                   "ended_s": _rel(m.ended, s)},
         "first_failures": list(v.first_failures),

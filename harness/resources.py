@@ -17,9 +17,6 @@ RECIPES = ROOT / "toolchain"
 CHART_DIR = ROOT / "charts" / "ml-model"
 """The model server's Helm chart."""
 
-PROGRAM_DIR = ROOT / "programs" / "ml_model"
-"""The Pulumi program folder (Pulumi.yaml, __main__.py)."""
-
 LOCUSTFILE = ROOT / "load" / "locustfile.py"
 """The inference load, also usable alone with `locust -f`."""
 

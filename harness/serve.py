@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 from harness import errors, progress
-from harness.settings import default_cache_dir
+from harness.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def model_cache_dir(version: str) -> Path:
-    """``$HARNESS_CACHE_DIR/models/<version>`` (default ``~/.cache/rollout-harness``)."""
-    root = os.environ.get("HARNESS_CACHE_DIR")
-    return (Path(root).expanduser() if root else default_cache_dir()) / "models" / version
+def model_cache_dir(settings: Settings, version: str) -> Path:
+    """``models/<version>`` in the cache (``HARNESS_CACHE_DIR``)."""
+    return settings.cache_dir / "models" / version
 
 
 def ensure_model(version: str, model_dir: Path) -> Path:
@@ -44,12 +42,12 @@ def ensure_model(version: str, model_dir: Path) -> Path:
     return model_dir
 
 
-def serve(version: str, port: int, host: str = "127.0.0.1", model_dir: Path | None = None) -> int:
+def serve(version: str, port: int, model_dir: Path, host: str = "127.0.0.1") -> int:
     """Train if needed; serve ``version`` on ``host:port`` until a signal; return its exit code."""
     from model_server import serving
     from model_server.settings import Settings
 
-    directory = ensure_model(version, model_dir or model_cache_dir(version))
+    directory = ensure_model(version, model_dir)
     try:
         settings = Settings.from_env(model_dir=directory, host=host, port=port)
     except ValueError as e:
@@ -71,6 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     """Entry point for the CLI."""
-    return serve(args.version, args.port, args.host, args.model_dir)
+    model_dir = args.model_dir or model_cache_dir(settings, args.version)
+    return serve(args.version, args.port, model_dir, args.host)

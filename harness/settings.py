@@ -1,24 +1,161 @@
-"""Settings: small frozen groups, each field with its unit and default.
+"""Settings: every option declared once — its default, unit, flag, environment variable and help.
 
-Every field can be set from a `HARNESS_*` environment variable; the CLI maps
-its flags onto the same fields. Nothing here touches the disk or the network,
-so a Settings value can be built and checked before any work starts.
+Small frozen groups in the order data flows (toolchain → cluster → deploy →
+traffic → gate → verdict). Each field carries an `Option` in its metadata; the
+CLI builds its flags from it (`add_arguments`) and `resolve` reads a value
+from the flag, else the `HARNESS_*` variable, else the default, through the
+same parser, so a flag and its variable cannot disagree about what is valid.
+Nothing here touches the disk or the network: a Settings value is built and
+checked before any work starts.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar, cast
 
 from harness import errors
 
+T = TypeVar("T")
+
 Source = Literal["auto", "release", "build"]
 SOURCES: tuple[Source, ...] = ("auto", "release", "build")
+ChartSource = Literal["folder", "repo"]
+CHART_SOURCES: tuple[ChartSource, ...] = ("folder", "repo")
+
+Parse = Callable[[Any, str], Any]
+"""(raw value, the flag or variable it came from) → value; raises UsageError naming it."""
+
+CLUSTER_COMMANDS = ("cluster", "up", "down", "verify", "rehearse")
+DEPLOY_COMMANDS = ("up", "verify", "rehearse")
+GATE_COMMANDS = ("verify", "rehearse")
+
+
+@dataclass(frozen=True)
+class Option:
+    """How a person sets one field: flag, variable, help; which commands take the flag."""
+
+    help: str
+    flag: str | None = None
+    aliases: tuple[str, ...] = ()
+    env: str | None = None
+    commands: tuple[str, ...] = ()
+    parse: Parse | None = None
+    """None: the value is used as given (a string)."""
+    unit: str = ""
+    action: Literal["store", "store_true", "append"] = "store"
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = None
+    shown_default: str | None = None
+    """The default as help shows it, where the value itself reads badly."""
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str,
+           factory: Callable[[], Any] | None = None, **how: Any) -> Any:
+    """A dataclass field with its Option (typed Any so a field's annotation stays exact)."""
+    meta = {"option": Option(help=help, **how)}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# -- parsers: (raw, name) -> value ------------------------------------------------
+
+
+def text(raw: Any, name: str) -> str:
+    return str(raw)
+
+
+def path(raw: Any, name: str) -> Path:
+    return Path(str(raw)).expanduser()
+
+
+def choice(allowed: Sequence[str]) -> Parse:
+    def parse(raw: Any, name: str) -> str:
+        if raw not in allowed:
+            raise errors.UsageError(f"{name} {raw!r} is not one of {', '.join(allowed)}")
+        return str(raw)
+    return parse
+
+
+def number(least: float, kind: Callable[[str], float] = float) -> Parse:
+    def parse(raw: Any, name: str) -> float:
+        try:
+            value = kind(str(raw))
+        except ValueError:
+            raise errors.UsageError(f"{name} must be a number, not {raw!r}") from None
+        if value < least:
+            raise errors.UsageError(f"{name} must be at least {least:g}, not {value:g}")
+        return value
+    return parse
+
+
+def integer(least: int) -> Parse:
+    return number(least, int)
+
+
+def port(raw: Any, name: str) -> int:
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise errors.UsageError(f"{name} must be a port number, not {raw!r}") from None
+    if not 1 <= value <= 65535:
+        raise errors.UsageError(f"{name} must be between 1 and 65535, not {value}")
+    return value
+
+
+def node_port(raw: Any, name: str) -> int:
+    value = port(raw, name)
+    if not 30000 <= value <= 32767:
+        raise errors.UsageError(
+            f"{name} must be in Kubernetes' NodePort range 30000-32767, not {value}")
+    return value
+
+
+def cluster_name(raw: Any, name: str) -> str:
+    value = str(raw)
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,48}[a-z0-9])?", value):
+        raise errors.UsageError(
+            f"{name}: cluster name {value!r} must be lower-case letters, digits and '-', "
+            "1-50 long")
+    return value
+
+
+def boolean(raw: Any, name: str) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    lowered = str(raw).strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise errors.UsageError(f"{name} must be true or false, not {raw!r}")
+
+
+def chart_values(raw: Any, name: str) -> dict[str, Any]:
+    """`a.b=c` pairs into nested chart values; scalars read as YAML (true, 3, 0.5)."""
+    import yaml
+
+    values: dict[str, Any] = {}
+    for pair in raw:
+        key, sep, value = str(pair).partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise errors.UsageError(f"{name} takes KEY=VALUE with a dotted key, not {pair!r}")
+        target = values
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = target.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise errors.UsageError(f"{name} {pair!r} conflicts with an earlier {name}")
+            target = child
+        target[leaf] = yaml.safe_load(value) if value else ""
+    return values
 
 
 def default_cache_dir() -> Path:
@@ -26,61 +163,135 @@ def default_cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "rollout-harness"
 
 
+# -- the groups ----------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class ToolchainSettings:
-    cache_dir: Path = field(default_factory=default_cache_dir)
-    """Where tools, images, logs and state live (HARNESS_CACHE_DIR)."""
-
-    source: Source = "auto"
-    """auto: installed, then official release, then build from Go modules;
-    release: official downloads only; build: Go modules only
-    (HARNESS_TOOLCHAIN_SOURCE)."""
-
-    debian_mirror: str = ""
-    """Debian mirror for debootstrap; empty means the host's apt source
-    (HARNESS_DEBIAN_MIRROR)."""
-
-    download_timeout: float = 20.0
-    """Seconds before an official download is given up as unreachable."""
+    cache_dir: Path = option(
+        factory=default_cache_dir, env="HARNESS_CACHE_DIR", parse=path,
+        shown_default="~/.cache/rollout-harness",
+        help="where tools, images, logs, models and state live")
+    source: Source = option(
+        "auto", flag="--source", env="HARNESS_TOOLCHAIN_SOURCE", choices=SOURCES,
+        parse=choice(SOURCES), commands=("toolchain", *CLUSTER_COMMANDS),
+        help="where tools come from: auto (cached, then official release, then built from "
+             "Go modules), release (downloads only), build (Go modules only)")
+    debian_mirror: str = option(
+        "", env="HARNESS_DEBIAN_MIRROR", shown_default="the host's apt source",
+        help="Debian mirror for debootstrap")
+    download_timeout: float = option(
+        20.0, unit="s", help="time before an official download is given up as unreachable")
 
 
 @dataclass(frozen=True)
 class ClusterSettings:
-    name: str = "rollout-harness"
-    """kind cluster name (HARNESS_CLUSTER_NAME)."""
-
-    node_port: int = 30080
-    """The model Service's fixed nodePort, mapped to the host (HARNESS_NODE_PORT)."""
-
-    host_port: int = 30080
-    """Port on 127.0.0.1 that reaches node_port (HARNESS_HOST_PORT)."""
-
-    keep: bool = False
-    """Keep the cluster after a run instead of deleting it (HARNESS_KEEP_CLUSTER)."""
-
-    ready_timeout: float = 240.0
-    """Seconds to wait for the node and coredns to become ready."""
-
-
-ChartSource = Literal["folder", "repo"]
-CHART_SOURCES: tuple[ChartSource, ...] = ("folder", "repo")
+    name: str = option(
+        "rollout-harness", flag="--name", aliases=("--cluster",), env="HARNESS_CLUSTER_NAME",
+        parse=cluster_name, commands=CLUSTER_COMMANDS, help="kind cluster name")
+    node_port: int = option(
+        30080, env="HARNESS_NODE_PORT", parse=node_port,
+        help="the model Service's fixed nodePort, mapped to the host")
+    host_port: int = option(
+        30080, env="HARNESS_HOST_PORT", parse=port, help="port on 127.0.0.1 that reaches node_port")
+    keep: bool = option(
+        False, flag="--keep", env="HARNESS_KEEP_CLUSTER", parse=boolean, action="store_true",
+        commands=("verify",), help="keep the cluster after the run instead of deleting it")
+    ready_timeout: float = option(
+        240.0, unit="s", help="time for the node and coredns to become ready")
 
 
 @dataclass(frozen=True)
 class DeploySettings:
-    namespace: str = "ml-model"
-    """Namespace the Pulumi program creates and deploys the chart into."""
+    namespace: str = option(
+        "ml-model", help="namespace the Pulumi program creates and deploys the chart into")
+    chart_source: ChartSource = option(
+        "folder", flag="--chart-source", env="HARNESS_CHART_SOURCE", choices=CHART_SOURCES,
+        parse=choice(CHART_SOURCES), commands=DEPLOY_COMMANDS,
+        help="folder: the chart packaged at the version, from disk; repo: the same package "
+             "fetched from a chart repository served on 127.0.0.1")
+    replicas: int = option(3, help="pods of the model Deployment")
+    rollout_timeout: int = option(
+        300, flag="--rollout-timeout", parse=integer(10), unit="s", commands=DEPLOY_COMMANDS,
+        help="time Pulumi awaits a rollout before it counts as failed "
+             "(pulumi.com/timeoutSeconds)")
+    values: Mapping[str, Any] = option(
+        flag="--set", action="append", metavar="KEY=VALUE", parse=chart_values, factory=dict,
+        commands=DEPLOY_COMMANDS, shown_default="none",
+        help="a chart value for every version deployed, e.g. gracefulDrain.enabled=false "
+             "(repeatable)")
 
-    chart_source: ChartSource = "folder"
-    """folder: the chart packaged at the version, from disk; repo: the same
-    package fetched from a chart repository served on 127.0.0.1
-    (HARNESS_CHART_SOURCE)."""
 
-    replicas: int = 3
-    """Pods of the model Deployment."""
+@dataclass(frozen=True)
+class TrafficSettings:
+    users: int = option(
+        8, flag="--users", env="HARNESS_USERS", parse=integer(1), commands=GATE_COMMANDS,
+        help="concurrent clients, each with one keep-alive connection")
+    rate_per_user: float = option(
+        20.0, flag="--rate", env="HARNESS_RATE_PER_USER", parse=number(0), unit=" req/s",
+        commands=GATE_COMMANDS, help="requests per second per user; 0 = as fast as answers come")
+    max_seconds: int = option(900, unit="s", help="hard bound on the load's length")
+    max_requests: int = option(250_000, help="hard bound on the number of requests")
+    timeout_seconds: float = option(
+        10.0, unit="s", help="connect and read timeout of one request: a slower answer fails")
+    stop_timeout: int = option(
+        10, unit="s", help="time users get to finish their request under way when the run ends")
 
-    rollout_timeout: int = 300
-    """Seconds Pulumi awaits a rollout (pulumi.com/timeoutSeconds)."""
+    @property
+    def rate(self) -> float:
+        return self.users * self.rate_per_user
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    from_version: str = option(
+        "1.0.0", flag="--from", commands=GATE_COMMANDS, help="the version serving before the "
+                                                            "rollout")
+    to_version: str = option(
+        "1.1.0", flag="--to", commands=GATE_COMMANDS, help="the version rolled out")
+    baseline_seconds: float = option(
+        10.0, flag="--baseline", parse=number(1), unit="s", commands=GATE_COMMANDS,
+        help="traffic on the old version before the upgrade starts")
+    settle_seconds: float = option(
+        10.0, flag="--settle", parse=number(1), unit="s", commands=GATE_COMMANDS,
+        help="traffic on the new version after the last old pod is gone")
+    drain_timeout: float = option(
+        120.0, unit="s",
+        help="time old pods may take to disappear once Pulumi reports the rollout done")
+    report_dir: Path = option(
+        Path("rollout-report"), flag="--report-dir", env="HARNESS_REPORT_DIR", parse=path,
+        commands=GATE_COMMANDS, help="where verdict.json, junit.xml and report.html go")
+
+    def __post_init__(self) -> None:
+        if self.from_version == self.to_version:
+            raise errors.UsageError(f"--from and --to are both {self.from_version}: a rollout "
+                                    "needs two versions")
+
+
+@dataclass(frozen=True)
+class VerdictSettings:
+    """The verdict's thresholds; why each has its value is in harness/verdict.py."""
+
+    min_requests_before: int = option(50, help="requests needed before the upgrade")
+    min_requests_after: int = option(50, help="requests needed after the rollout")
+    max_gap_seconds: float = option(
+        2.0, unit="s", help="longest time without a request starting while pods are replaced")
+    min_rate_fraction: float = option(
+        0.5, help="the achieved rate must reach this fraction of the planned rate")
+    p99_factor: float = option(
+        3.0, help="latency budget: rollout p99 <= max(baseline p99 * factor, baseline p99 + "
+                  "floor)")
+    p99_floor_ms: float = option(100.0, unit=" ms", help="the latency budget's floor")
+
+
+GROUPS: dict[str, type[Any]] = {
+    "toolchain": ToolchainSettings,
+    "cluster": ClusterSettings,
+    "deploy": DeploySettings,
+    "traffic": TrafficSettings,
+    "gate": GateSettings,
+    "verdict": VerdictSettings,
+}
 
 
 @dataclass(frozen=True)
@@ -88,6 +299,9 @@ class Settings:
     toolchain: ToolchainSettings = field(default_factory=ToolchainSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     deploy: DeploySettings = field(default_factory=DeploySettings)
+    traffic: TrafficSettings = field(default_factory=TrafficSettings)
+    gate: GateSettings = field(default_factory=GateSettings)
+    verdict: VerdictSettings = field(default_factory=VerdictSettings)
 
     @property
     def cache_dir(self) -> Path:
@@ -95,74 +309,62 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        toolchain = ToolchainSettings()
-        if value := env.get("HARNESS_CACHE_DIR"):
-            toolchain = dataclasses.replace(toolchain, cache_dir=Path(value).expanduser())
-        if value := env.get("HARNESS_TOOLCHAIN_SOURCE"):
-            toolchain = dataclasses.replace(toolchain, source=parse_source(value))
-        if value := env.get("HARNESS_DEBIAN_MIRROR"):
-            toolchain = dataclasses.replace(toolchain, debian_mirror=value)
-        cluster = ClusterSettings()
-        if value := env.get("HARNESS_CLUSTER_NAME"):
-            cluster = dataclasses.replace(cluster, name=parse_cluster_name(value))
-        if value := env.get("HARNESS_NODE_PORT"):
-            cluster = dataclasses.replace(cluster, node_port=parse_node_port(value))
-        if value := env.get("HARNESS_HOST_PORT"):
-            cluster = dataclasses.replace(cluster, host_port=parse_port(value, "HARNESS_HOST_PORT"))
-        if value := env.get("HARNESS_KEEP_CLUSTER"):
-            cluster = dataclasses.replace(cluster, keep=parse_bool(value, "HARNESS_KEEP_CLUSTER"))
-        deploy = DeploySettings()
-        if value := env.get("HARNESS_CHART_SOURCE"):
-            deploy = dataclasses.replace(deploy, chart_source=parse_chart_source(value))
-        return cls(toolchain=toolchain, cluster=cluster, deploy=deploy)
+        """Defaults overridden by `HARNESS_*` variables (the library's entry point)."""
+        return resolve(None, {}, os.environ if environ is None else environ)
+
+    def replace(self, group: str, **changes: Any) -> Settings:
+        """A copy with fields of one group changed, e.g. `replace("cluster", keep=True)`."""
+        return dataclasses.replace(self, **{group: dataclasses.replace(getattr(self, group),
+                                                                      **changes)})
 
 
-def parse_source(value: str) -> Source:
-    for source in SOURCES:
-        if value == source:
-            return source
-    raise errors.UsageError(f"toolchain source {value!r} is not one of {', '.join(SOURCES)}")
+def options() -> list[tuple[str, dataclasses.Field[Any], Option]]:
+    """Every declared setting as (group, field, option), in declaration order."""
+    return [(group, f, f.metadata["option"]) for group, kind in GROUPS.items()
+            for f in dataclasses.fields(kind) if "option" in f.metadata]
 
 
-def parse_chart_source(value: str) -> ChartSource:
-    for source in CHART_SOURCES:
-        if value == source:
-            return source
-    raise errors.UsageError(f"chart source {value!r} is not one of {', '.join(CHART_SOURCES)}")
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    """The flags of `command`, each with its help, default and variable from the table."""
+    for group, f, opt in options():
+        if opt.flag is None or command not in opt.commands:
+            continue
+        extra: dict[str, Any] = {}
+        if opt.action != "store_true":
+            extra["metavar"] = opt.metavar or f.name.split("_")[-1].upper()
+        if opt.choices:
+            extra["choices"] = opt.choices
+        parser.add_argument(opt.flag, *opt.aliases, dest=f"{group}.{f.name}", default=None,
+                            action=opt.action, help=_help(f, opt), **extra)
 
 
-def parse_port(value: str | int, what: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise errors.UsageError(f"{what} must be a port number, not {value!r}") from None
-    if not 1 <= port <= 65535:
-        raise errors.UsageError(f"{what} must be between 1 and 65535, not {port}")
-    return port
+def _help(f: dataclasses.Field[Any], opt: Option) -> str:
+    if opt.shown_default is not None:
+        shown = opt.shown_default
+    elif f.default is not dataclasses.MISSING:
+        shown = "off" if f.default is False else f"{f.default:g}" if isinstance(
+            f.default, float) else str(f.default)
+    else:
+        shown = "-"
+    shown += opt.unit if shown not in ("off", "none") else ""
+    return f"{opt.help} (default {shown}" + (f"; {opt.env}" if opt.env else "") + ")"
 
 
-def parse_node_port(value: str | int) -> int:
-    port = parse_port(value, "the nodePort")
-    if not 30000 <= port <= 32767:
-        raise errors.UsageError(
-            f"the nodePort must be in Kubernetes' NodePort range 30000-32767, not {port}"
-        )
-    return port
-
-
-def parse_cluster_name(value: str) -> str:
-    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,48}[a-z0-9])?", value):
-        raise errors.UsageError(
-            f"cluster name {value!r} must be lower-case letters, digits and '-', 1-50 long"
-        )
-    return value
-
-
-def parse_bool(value: str, what: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off", ""}:
-        return False
-    raise errors.UsageError(f"{what} must be true or false, not {value!r}")
+def resolve(command: str | None, given: Mapping[str, Any],
+            environ: Mapping[str, str]) -> Settings:
+    """Each field from its flag (given["group.field"], None when absent) if `command` takes
+    it, else from its variable, else its default; every value through its option's parser."""
+    groups: dict[str, Any] = {}
+    for group, kind in GROUPS.items():
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(kind):
+            opt = cast(Option, f.metadata["option"])
+            raw, name = None, ""
+            if opt.flag and command in opt.commands and given.get(f"{group}.{f.name}") is not None:
+                raw, name = given[f"{group}.{f.name}"], opt.flag
+            elif opt.env and environ.get(opt.env):
+                raw, name = environ[opt.env], opt.env
+            if raw is not None:
+                values[f.name] = opt.parse(raw, name) if opt.parse else raw
+        groups[group] = kind(**values)
+    return Settings(**groups)

@@ -15,38 +15,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-import orjson
-
 from harness import errors, procs, resources
-from harness.verdict import Request
+from harness.evidence import Request, read_requests
+from harness.settings import TrafficSettings
 
 log = logging.getLogger(__name__)
 
 LOCUSTFILE = resources.LOCUSTFILE
-
-
-@dataclass(frozen=True)
-class TrafficSettings:
-    users: int = 8
-    """Concurrent clients, each with one keep-alive connection (HARNESS_USERS)."""
-    rate_per_user: float = 20.0
-    """Requests per second per user; 0 = as fast as answers come (HARNESS_RATE_PER_USER)."""
-    max_seconds: int = 900
-    """Hard bound on the run's length, whatever happens to the harness."""
-    max_requests: int = 250_000
-    """Hard bound on the number of requests."""
-    timeout_seconds: float = 10.0
-    """Connect and read timeout of one request: a slower answer is a failure."""
-    stop_timeout: int = 10
-    """Seconds users get to finish their request under way when the run ends."""
-
-    @property
-    def rate(self) -> float:
-        return self.users * self.rate_per_user
 
 
 class TrafficError(errors.HarnessError):
@@ -126,11 +104,7 @@ class Traffic:
 
     def requests(self) -> list[Request]:
         """Everything Locust recorded, in start order."""
-        if not self.record_file.exists():
-            return []
-        with self.record_file.open("rb") as f:
-            found = [Request.from_record(orjson.loads(line)) for line in f if line.strip()]
-        return sorted(found, key=lambda r: r.t)
+        return read_requests(self.record_file)
 
 
 def wait_answering(url: str, model_name: str, timeout: float) -> None:

@@ -8,7 +8,9 @@ tested on hand-made evidence without a cluster. The outcome is one of three:
   or latency left its budget;
 - **inconclusive**: nothing broke, but the traffic did not cover the rollout
   (too few requests before or after it, a gap while pods were replaced, or a
-  rate far below plan). Never a pass: an unobserved rollout proves nothing;
+  rate far below plan), or the watch of the cluster had a hole while it ran
+  (a pod's exit may then be timed wrong or missed). Never a pass: an
+  unobserved rollout proves nothing;
 - **pass**: every rule held.
 """
 
@@ -17,33 +19,14 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from harness.watch import PodLife
+from harness.evidence import FinalState, Marks, PodLife, Request, WatchGap
+from harness.settings import VerdictSettings
 
 Outcome = Literal["pass", "fail", "inconclusive"]
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """One request as the recorder wrote it (see load/recording.py)."""
-
-    t: float
-    """Start, epoch seconds."""
-    latency_ms: float
-    status: int
-    """0 when no response arrived; `error` then says why."""
-    error: str | None
-    version: str | None
-    """The X-Model-Version of the pod that answered."""
-    ok: bool
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> Request:
-        return cls(float(record["t"]), float(record["latency_ms"]), int(record["status"]),
-                   record.get("error"), record.get("version"), bool(record["ok"]))
 
 
 @dataclass(frozen=True)
@@ -54,36 +37,7 @@ class Plan:
     to_version: str
     rate: float
     """Planned requests per second over all users (0: as fast as the server answers)."""
-    min_requests_before: int = 50
-    min_requests_after: int = 50
-    max_gap_seconds: float = 2.0
-    """Longest allowed time without a request starting while pods are replaced."""
-    min_rate_fraction: float = 0.5
-    """The achieved rate must reach this fraction of the planned rate."""
-    p99_factor: float = 3.0
-    p99_floor_ms: float = 100.0
-    """Latency budget: rollout p99 ≤ max(baseline p99 * factor, baseline p99 + floor)."""
-
-
-@dataclass(frozen=True)
-class Marks:
-    """When the harness started and finished the upgrade (epoch seconds)."""
-
-    started: float
-    finished: float | None
-    """When `pulumi up` of the new version returned; None if it failed."""
-    ended: float
-    """When traffic was stopped."""
-    rollout_error: str | None = None
-    rolled_back: bool = False
-
-
-@dataclass(frozen=True)
-class FinalState:
-    """The namespace after the run: what serves now."""
-
-    desired_replicas: int
-    ready_by_version: dict[str, int]
+    limits: VerdictSettings = field(default_factory=VerdictSettings)
 
 
 @dataclass(frozen=True)
@@ -141,7 +95,7 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def judge(requests: Sequence[Request], lives: Sequence[PodLife], plan: Plan, marks: Marks,
-          final: FinalState) -> Verdict:
+          final: FinalState, gaps: Sequence[WatchGap] = ()) -> Verdict:
     """Apply every rule; the worst outcome of the checks is the verdict."""
     requests = sorted(requests, key=lambda r: r.t)
     old_pods = [p for p in lives if p.version == plan.from_version]
@@ -173,6 +127,7 @@ def judge(requests: Sequence[Request], lives: Sequence[PodLife], plan: Plan, mar
         _versions(requests, plan, completed),
         _coverage(plan, before, after, replaced, requests, figures),
         _latency(plan, figures),
+        _timeline(gaps, requests, marks),
     )
     outcome: Outcome = "pass"
     if any(c.outcome == "fail" for c in checks):
@@ -243,20 +198,22 @@ def _coverage(plan: Plan, before: Sequence[Request], after: Sequence[Request],
               replaced: Sequence[PodLife], requests: Sequence[Request],
               figures: Figures) -> Check:
     name = "traffic covered the rollout"
+    limits = plan.limits
     gaps: list[str] = []
-    if len(before) < plan.min_requests_before:
-        gaps.append(f"{len(before)} requests before the upgrade (need {plan.min_requests_before})")
-    if len(after) < plan.min_requests_after:
-        gaps.append(f"{len(after)} requests after the rollout (need {plan.min_requests_after})")
-    if figures.longest_gap_seconds is None or figures.longest_gap_seconds > plan.max_gap_seconds:
+    if len(before) < limits.min_requests_before:
+        gaps.append(f"{len(before)} requests before the upgrade "
+                    f"(need {limits.min_requests_before})")
+    if len(after) < limits.min_requests_after:
+        gaps.append(f"{len(after)} requests after the rollout (need {limits.min_requests_after})")
+    if figures.longest_gap_seconds is None or figures.longest_gap_seconds > limits.max_gap_seconds:
         gaps.append(f"no request for {figures.longest_gap_seconds}s during the rollout "
-                    f"(allowed {plan.max_gap_seconds}s)")
+                    f"(allowed {limits.max_gap_seconds}s)")
     starts = [r.t for r in requests]
     uncovered = [p.name for p in replaced if not _any_between(
         starts, p.terminating_at or 0.0, p.gone_at or (p.terminating_at or 0.0) + 1.0)]
     if uncovered:
         gaps.append(f"no request while {', '.join(uncovered)} terminated")
-    if plan.rate > 0 and figures.rate_achieved < plan.rate * plan.min_rate_fraction:
+    if plan.rate > 0 and figures.rate_achieved < plan.rate * limits.min_rate_fraction:
         gaps.append(f"rate {figures.rate_achieved:.0f}/s, planned {plan.rate:.0f}/s")
     if not replaced:
         gaps.append("no pod of the old version was seen terminating")
@@ -268,11 +225,27 @@ def _coverage(plan: Plan, before: Sequence[Request], after: Sequence[Request],
                  f"{figures.rate_achieved:.0f} req/s")
 
 
+def _timeline(gaps: Sequence[WatchGap], requests: Sequence[Request], marks: Marks) -> Check:
+    """Every rule above reads pod lives off the watch: a hole in it during the traffic
+    may hide a pod's exit or move it in time, so the rules' answers cannot be trusted."""
+    name = "the rollout's timeline is complete"
+    begin = requests[0].t if requests else marks.started
+    holes = [g for g in gaps if (g.ended is None or g.ended >= begin) and g.started <= marks.ended]
+    if not holes:
+        return Check(name, "pass", "every watch ran from the first request to the last")
+    def span(g: WatchGap) -> str:
+        until = "the end" if g.ended is None else f"{g.ended - g.started:.1f}s"
+        return (f"{g.kind} watch down {g.started - marks.started:+.1f}s from the upgrade's start "
+                f"for {until} ({g.reason})")
+    return Check(name, "inconclusive", "; ".join(span(g) for g in holes[:3]))
+
+
 def _latency(plan: Plan, f: Figures) -> Check:
     name = "latency within budget"
     if f.p99_baseline_ms is None or f.p99_rollout_ms is None:
         return Check(name, "inconclusive", "no successful requests to measure before or during")
-    budget = max(f.p99_baseline_ms * plan.p99_factor, f.p99_baseline_ms + plan.p99_floor_ms)
+    limits = plan.limits
+    budget = max(f.p99_baseline_ms * limits.p99_factor, f.p99_baseline_ms + limits.p99_floor_ms)
     text = (f"p99 {f.p99_rollout_ms:.1f} ms during the rollout, {f.p99_baseline_ms:.1f} ms "
             f"before, budget {budget:.1f} ms")
     return Check(name, "pass" if f.p99_rollout_ms <= budget else "fail", text)

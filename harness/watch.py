@@ -17,30 +17,32 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Generator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO
 
 from kubernetes import client as kclient
 from kubernetes import watch as kwatch
 from kubernetes.client.exceptions import ApiException
 
 from harness import errors
+from harness.evidence import (
+    ACTIONS,
+    VERSION_LABEL,
+    Event,
+    FinalState,
+    WatchGap,
+    encode_event,
+    event_order,
+)
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
-
-VERSION_LABEL = "rollout-harness/model-version"
-"""Set by the chart (_helpers.tpl) on the Deployment, its ReplicaSets and pods."""
 
 KINDS = ("Pod", "ReplicaSet", "EndpointSlice", "Deployment")
-ACTIONS = ("ADDED", "MODIFIED", "DELETED")
 
 WATCH_SECONDS = 5
 """Server-side length of one watch request, in seconds: a stop that comes before the
@@ -56,44 +58,6 @@ STOP_SECONDS = WATCH_SECONDS + 2.0
 stop that finds no socket to shut waits out the watch request."""
 BACKOFF_SECONDS = (0.5, 5.0)
 """First and longest wait after a failed list or watch, in seconds (doubling)."""
-
-
-@dataclass(frozen=True)
-class Event:
-    """One observation from a watch stream, as written to events.jsonl."""
-
-    t: float
-    """Epoch seconds (time.time()) when observed; requests are timed on the same clock."""
-    kind: str
-    """Pod, ReplicaSet, EndpointSlice or Deployment."""
-    name: str
-    action: str
-    """ADDED, MODIFIED or DELETED (an object's first sight after a list is ADDED)."""
-    version: str | None
-    """The model-version label of a Pod or ReplicaSet; None for other kinds."""
-    ready: bool | None
-    """Pod: its Ready condition; Deployment: rolled out (all replicas updated and
-    available, no old ones left); None for other kinds."""
-    terminating: bool
-    """deletionTimestamp set: the object is on its way out."""
-    detail: str
-    """Short text for a person reading the timeline."""
-
-
-@dataclass(frozen=True)
-class PodLife:
-    """One pod from first sight to disappearance, derived from events."""
-
-    name: str
-    version: str | None
-    created: float
-    """First observation: creation, or the start of the watch for pods already there."""
-    ready_at: float | None
-    """First time seen Ready; None if it never was."""
-    terminating_at: float | None
-    """First time seen with a deletionTimestamp."""
-    gone_at: float | None
-    """Its DELETED event; None if it outlived the watch."""
 
 
 # -- objects to events --------------------------------------------------------
@@ -124,10 +88,15 @@ def event_from(kind: str, action: str, obj: Any, t: float) -> Event:
     return Event(t, kind, meta.name, action, version, ready, terminating, detail)
 
 
+def pod_ready(pod: Any) -> bool:
+    """The pod's Ready condition is True."""
+    conditions = (pod.status.conditions if pod.status else None) or []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+
 def _pod(pod: Any) -> tuple[bool, str]:
     status = pod.status
-    conditions = (status.conditions if status else None) or []
-    ready = any(c.type == "Ready" and c.status == "True" for c in conditions)
+    ready = pod_ready(pod)
     phase = (status.phase if status else None) or "unknown"
     detail = f"phase {phase}, {'ready' if ready else 'not ready'}"
     restarts = sum(c.restart_count or 0 for c in (status.container_statuses if status else None)
@@ -176,76 +145,6 @@ def _deployment(deployment: Any) -> tuple[bool, str]:
     return rolled_out, detail
 
 
-# -- the JSONL file -----------------------------------------------------------
-
-
-def _line(event: Event) -> str:
-    return json.dumps(dataclasses.asdict(event)) + "\n"
-
-
-def read(path: Path) -> list[Event]:
-    """The events of a file written by a Watcher, ordered by t.
-
-    A run killed mid-write leaves a last line without its newline; that one
-    is dropped, any other line that does not parse is an error.
-    """
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    found: list[Event] = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            found.append(Event(**json.loads(line)))
-        except (ValueError, TypeError) as e:
-            if number == len(lines):
-                log.warning("%s: dropped its unfinished last line", path)
-                continue
-            raise ValueError(f"{path}:{number}: not an event record ({e})") from e
-    return sorted(found, key=_order)
-
-
-def _order(event: Event) -> tuple[float, int]:
-    """By time; at equal times the life cycle's order, so a tie cannot undo a deletion."""
-    return event.t, ACTIONS.index(event.action) if event.action in ACTIONS else len(ACTIONS)
-
-
-# -- pods' lives --------------------------------------------------------------
-
-
-def pod_lives(events: Sequence[Event]) -> list[PodLife]:
-    """Each pod's life, ordered by created.
-
-    Events are taken in order of t whatever their order in `events`. Repeated
-    ADDED or MODIFIED events (from a re-list) only confirm what is known; only
-    the first time a state is seen counts. After a pod is gone, only an ADDED
-    of the same name begins a new life (a pod recreated under its old name);
-    anything else about it is a late duplicate and ignored.
-    """
-    lives: list[PodLife] = []
-    current: dict[str, int] = {}
-    for event in sorted((e for e in events if e.kind == "Pod"), key=_order):
-        index = current.get(event.name)
-        if index is None or (lives[index].gone_at is not None and event.action == "ADDED"):
-            current[event.name] = index = len(lives)
-            lives.append(PodLife(event.name, event.version, event.t, None, None, None))
-        life = lives[index]
-        if life.gone_at is not None:
-            continue
-        lives[index] = dataclasses.replace(
-            life,
-            version=_first(life.version, event.version),
-            ready_at=_first(life.ready_at, event.t if event.ready else None),
-            terminating_at=_first(life.terminating_at, event.t if event.terminating else None),
-            gone_at=event.t if event.action == "DELETED" else None,
-        )
-    return sorted(lives, key=lambda life: (life.created, life.name))
-
-
-def _first(known: T | None, seen: T | None) -> T | None:
-    return known if known is not None else seen
-
-
 # -- watching -----------------------------------------------------------------
 
 
@@ -268,6 +167,8 @@ class _Stream:
         """Set once the first list has been recorded."""
         self.errors = 0
         self.last_error: str | None = None
+        self.gaps: list[WatchGap] = []
+        """Times this stream was down, the last one open (ended None) until it recovers."""
         self.resource_version: str | None = None
         self.seen: dict[str, tuple[str | None, Event]] = {}
         """Name → (resourceVersion, last event) of the objects that exist, so that a
@@ -286,7 +187,9 @@ class _Stream:
                 if self.resource_version is None:
                     self._list()
                     self.listed.set()
+                    self._recovered()
                 self._watch()
+                self._recovered()
                 backoff = BACKOFF_SECONDS[0]
             except ApiException as e:
                 if self.stopping.is_set():
@@ -309,6 +212,8 @@ class _Stream:
     def _failed(self, what: str, backoff: float, trace: bool) -> None:
         self.errors += 1
         self.last_error = what
+        if not self.gaps or self.gaps[-1].ended is not None:
+            self.gaps.append(WatchGap(self.kind, time.time(), None, what))
         # a bug (not a network failure) gets its traceback
         log.warning("watch of %ss in %s failed (%s); retrying in %.1fs", self.kind,
                     self.namespace, what, backoff, exc_info=trace)
@@ -346,7 +251,13 @@ class _Stream:
                     break
         self.resource_version = self.watch.resource_version or self.resource_version
 
+    def _recovered(self) -> None:
+        """A list or watch went through: close the open gap, if any."""
+        if self.gaps and self.gaps[-1].ended is None:
+            self.gaps[-1] = dataclasses.replace(self.gaps[-1], ended=time.time())
+
     def _observe(self, action: str, obj: Any) -> None:
+        self._recovered()
         event = self.sink(lambda t: event_from(self.kind, action, obj, t))
         if action == "DELETED":
             self.seen.pop(event.name, None)
@@ -377,8 +288,9 @@ class Watcher:
 
     Entering returns only once every kind has been listed, so nothing that
     happens after the `with` line is missed. Failures of a watch are logged and
-    retried until the exit; `errors` counts them, so the verdict can tell a
-    complete timeline from one with gaps. The file is started afresh.
+    retried until the exit; `gaps()` gives the times they left uncovered, so the
+    verdict can tell a complete timeline from one with holes. The file is
+    started afresh.
     """
 
     def __init__(self, api: kclient.ApiClient, namespace: str, out: Path) -> None:
@@ -399,9 +311,15 @@ class Watcher:
         """Failed lists and watches so far (each one retried); 410 Gone is not one."""
         return sum(stream.errors for stream in self._streams)
 
+    def gaps(self) -> list[WatchGap]:
+        """The times a kind's watch was down, in order: the verdict will not judge a
+        rollout on a timeline with holes in it."""
+        return sorted((gap for stream in self._streams for gap in stream.gaps),
+                      key=lambda gap: gap.started)
+
     def events(self) -> list[Event]:
         with self._lock:
-            return sorted(self._events, key=_order)
+            return sorted(self._events, key=event_order)
 
     def __enter__(self) -> Watcher:
         self._started = time.monotonic()
@@ -444,7 +362,7 @@ class Watcher:
             if self._file is None:  # a straggler after the exit: kept from the record
                 return event
             self._events.append(event)
-            self._file.write(_line(event))
+            self._file.write(encode_event(event))
             self._file.flush()
             return event
 
@@ -464,3 +382,18 @@ class Watcher:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+
+
+def final_state(api: kclient.ApiClient, namespace: str) -> FinalState:
+    """Ready pods by model version (terminating ones not counted), and the replicas the
+    Deployments ask for: what serves once the run is over."""
+    pods = kclient.CoreV1Api(api).list_namespaced_pod(namespace).items
+    ready: dict[str, int] = {}
+    for pod in pods:
+        meta = pod.metadata
+        if meta is not None and meta.deletion_timestamp is None and pod_ready(pod):
+            version = (meta.labels or {}).get(VERSION_LABEL, "unknown")
+            ready[version] = ready.get(version, 0) + 1
+    deployments = kclient.AppsV1Api(api).list_namespaced_deployment(namespace).items
+    desired = sum(d.spec.replicas or 0 for d in deployments)
+    return FinalState(desired, ready)

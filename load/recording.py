@@ -1,13 +1,11 @@
 """Every request written down: a buffered JSONL recorder for Locust's ``request`` event.
 
-One line per request, in the order requests finished::
-
-    {"t": 1764400000.123, "latency_ms": 2.41, "status": 200, "error": null,
-     "version": "1.1.0", "ok": true, "name": "predict"}
-
-``t`` is the request's start (epoch seconds), ``status`` is 0 when no
-response arrived (then ``error`` says why), ``version`` is the
-``X-Model-Version`` header of the pod that answered. Lines are kept in memory
+One line per request, in the order requests finished, in the schema of
+``harness.evidence.RequestRecord`` (written by its ``encode_request``, read
+back by its ``read_requests``): ``t`` is the request's start (epoch seconds),
+``status`` is 0 when no response arrived (then ``error`` says why),
+``version`` is the ``X-Model-Version`` header of the pod that answered.
+Lines are kept in memory
 and written in blocks, then flushed when the test stops, so recording costs
 a dict and an ``orjson.dumps`` per request rather than a syscall.
 """
@@ -18,26 +16,14 @@ import logging
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypedDict
+from typing import Any
 
-import orjson
+from harness.evidence import RequestRecord, encode_request
 
 log = logging.getLogger(__name__)
 
 BUFFER_LINES = 2000
 """Lines kept in memory before a write (a few hundred KiB)."""
-
-
-class Record(TypedDict):
-    """One request, as a line of the JSONL file."""
-
-    t: float
-    latency_ms: float
-    status: int
-    error: str | None
-    version: str | None
-    ok: bool
-    name: str
 
 
 class Recorder:
@@ -68,7 +54,7 @@ class Recorder:
         status = int(getattr(response, "status_code", 0) or 0)
         headers = getattr(response, "headers", None)
         version = headers.get("X-Model-Version") if headers is not None else None
-        record: Record = {
+        record: RequestRecord = {
             "t": start_time or 0.0,
             "latency_ms": round(float(response_time or 0.0), 3),
             "status": status,
@@ -77,7 +63,7 @@ class Recorder:
             "ok": exception is None,
             "name": name,
         }
-        self._lines.append(orjson.dumps(record) + b"\n")
+        self._lines.append(encode_request(record))
         self.count += 1
         if len(self._lines) >= self.buffer_lines:
             self.flush()
@@ -117,9 +103,3 @@ def attach(events: Any, path: Path) -> Recorder:
     events.quitting.add_listener(recorder.close)
     log.info("recording every request to %s", path)
     return recorder
-
-
-def read(path: Path) -> list[Record]:
-    """The records of a JSONL file (for tests and the verdict)."""
-    with path.open("rb") as f:
-        return [orjson.loads(line) for line in f if line.strip()]

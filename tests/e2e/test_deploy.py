@@ -18,7 +18,7 @@ import pytest
 from kube_helpers import eventually
 from kubernetes import client
 
-from harness import charts, errors, progress
+from harness import charts, errors, progress, startup
 from harness import cluster as clusters
 from harness.deploy import PROJECT, ModelStack
 from harness.settings import Settings
@@ -31,21 +31,11 @@ NAME = "ml-model"
 @pytest.fixture
 def stack(settings: Settings, cluster: clusters.Cluster, toolchain: Toolchain,
           deploy_tools: DeployTools) -> Iterator[ModelStack]:
+    startup.load_images(settings, cluster, toolchain, (OLD, NEW))
     model = ModelStack(settings, cluster, toolchain, deploy_tools)
     yield model
     with contextlib.suppress(errors.HarnessError):
         model.down()
-
-
-@contextlib.contextmanager
-def chart_source(kind: str, stack: ModelStack) -> Iterator[str | None]:
-    if kind == "folder":
-        yield None
-        return
-    for version in (OLD, NEW):
-        stack.repository.package(version)
-    with charts.serve(stack.repository.folder) as url:
-        yield url
 
 
 def rollout_state(api: client.ApiClient, namespace: str) -> dict[str, object]:
@@ -68,7 +58,8 @@ def rollout_state(api: client.ApiClient, namespace: str) -> dict[str, object]:
 def test_up_upgrade_refresh_preview_down(source: str, stack: ModelStack,
                                          api: client.ApiClient, settings: Settings):
     namespace = settings.deploy.namespace
-    with chart_source(source, stack) as repo:
+    with startup.chart_repository(settings.replace("deploy", chart_source=source), stack,
+                                  (OLD, NEW)) as repo:
         first = stack.up(OLD, chart_repo=repo)
         state = rollout_state(api, namespace)
         assert state["image"] == f"rollout-harness/model-server:{OLD}"

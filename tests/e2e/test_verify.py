@@ -15,18 +15,14 @@ import contextlib
 import dataclasses
 import json
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness import cluster as clusters
-from harness import errors, verify
-from harness.deploy import ModelStack
-from harness.settings import Settings
-from harness.toolchain import DeployTools, Toolchain
-from harness.traffic import TrafficSettings
+from harness import errors, startup, verify
+from harness.settings import GateSettings, Settings, TrafficSettings
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -69,24 +65,24 @@ def name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-def stack(name: str, settings: Settings, cluster: clusters.Cluster, toolchain: Toolchain,
-          deploy_tools: DeployTools) -> Iterator[ModelStack]:
-    gate_settings = dataclasses.replace(settings, deploy=dataclasses.replace(
-        settings.deploy, rollout_timeout=CASES[name].rollout_timeout))
-    model = ModelStack(gate_settings, cluster, toolchain, deploy_tools)
-    yield model
-    with contextlib.suppress(errors.HarnessError):
-        model.down()
-
-
-def test_gate(name: str, stack: ModelStack, cluster: clusters.Cluster, tmp_path: Path):
+def test_gate(name: str, settings: Settings, cluster: clusters.Cluster, tmp_path: Path):
+    """Through the CLI's own start-up path, on the session's cluster (kept)."""
     case = CASES[name]
-    run = verify.RunSettings(
-        from_version="1.0.0", to_version=case.to_version, values=case.values,
-        traffic=case.traffic, baseline_seconds=8,
-        settle_seconds=6, report_dir=tmp_path / "report")
-    result = verify.rehearse(stack.settings, cluster, stack, run)
+    run = dataclasses.replace(
+        settings.replace("cluster", keep=True),
+        deploy=dataclasses.replace(settings.deploy, rollout_timeout=case.rollout_timeout,
+                                   values=case.values),
+        traffic=case.traffic,
+        gate=GateSettings(from_version="1.0.0", to_version=case.to_version, baseline_seconds=8,
+                          settle_seconds=6, report_dir=tmp_path / "report"),
+    )
+    with startup.prepared(run, ("1.0.0", case.to_version)) as ready:
+        assert ready.cluster.name == cluster.name
+        try:
+            result = verify.rehearse(run, ready)
+        finally:
+            with contextlib.suppress(errors.HarnessError):
+                ready.stack.down()
     verdict = result.verdict
     checks = {c.name: c for c in verdict.checks}
     assert verdict.outcome == case.outcome, verdict.checks
@@ -98,7 +94,7 @@ def test_gate(name: str, stack: ModelStack, cluster: clusters.Cluster, tmp_path:
         assert any(n.startswith(prefix) and c.outcome == "fail" for n, c in checks.items())
     if case.outcome == "pass":
         assert verdict.figures.by_version.keys() == {"1.0.0", case.to_version}
-        assert verdict.figures.replaced_pods == stack.settings.deploy.replicas
+        assert verdict.figures.replaced_pods == run.deploy.replicas
     if name == "never-ready":
         assert verdict.marks.rolled_back and verdict.marks.finished is None
 

@@ -10,9 +10,10 @@ from kube_helpers import eventually
 from kubernetes import client
 
 from harness import watch as watching
-from harness.watch import Event, PodLife, Watcher, pod_lives
+from harness.evidence import VERSION_LABEL, Event, PodLife, pod_lives, read_events
+from harness.watch import Watcher
 
-LABEL = watching.VERSION_LABEL
+LABEL = VERSION_LABEL
 PRE_STOP_SECONDS = 2
 """A preStop sleep, so that a terminating pod stays visible (and in the endpoints) a while."""
 
@@ -81,7 +82,8 @@ def test_a_rolling_update_shows_in_the_timeline(api: client.ApiClient, namespace
     events = watcher.events()
     assert watcher.errors == 0
     assert stop_seconds < watching.STOP_SECONDS
-    assert watching.read(out) == events
+    assert read_events(out) == events
+    assert watcher.gaps() == []
 
     lives = pod_lives(events)
     old = [p for p in lives if p.version == "1"]

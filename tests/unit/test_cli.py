@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness import cli, progress
-from harness.toolchain import docker, rootfs
+from harness.toolchain import containers, docker
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -26,7 +26,7 @@ def test_check_on_an_empty_cache_lists_what_is_missing(tmp_path: Path, capsys,
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
     engine = docker.Engine(version="20.10.24", default_runtime="runc") if engine_running else None
     monkeypatch.setattr(docker, "info", lambda: engine)
-    monkeypatch.setattr(rootfs, "image_exists", lambda tag: False)
+    monkeypatch.setattr(containers, "image_exists", lambda tag: False)
     code, out, _ = run(["toolchain", "--check"], capsys)
     assert code == 1
     assert out.splitlines()[0].split()[:4] == ["component", "version", "source", "took"]
@@ -84,3 +84,30 @@ def test_gate_exit_codes_are_distinct_per_outcome():
     from harness import verify
 
     assert verify.EXIT_CODES == {"pass": 0, "fail": 1, "inconclusive": 3}
+
+
+def test_version_prints_the_package_version(capsys):
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0
+    version = metadata.version("rollout-harness")
+    assert capsys.readouterr().out.strip() == f"rollout-harness {version}"
+
+
+def test_help_of_a_flag_shows_its_default_unit_and_variable(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["verify", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default 20 req/s; HARNESS_RATE_PER_USER)" in text
+    assert "(default 8; HARNESS_USERS)" in text
+    assert "--cluster" in text and "--keep" in text
+
+
+def test_rehearse_up_and_down_keep_the_cluster_and_verify_does_not():
+    parser = cli.build_parser()
+    for command, kept in (("verify", False), ("rehearse", True), ("down", True)):
+        args = parser.parse_args([command])
+        assert cli.settings_from(args).cluster.keep is kept, command
+    assert cli.settings_from(parser.parse_args(["verify", "--keep"])).cluster.keep is True

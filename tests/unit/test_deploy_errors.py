@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ml_model_program import ModelConfig
 
-from harness import charts, cli, errors
+from harness import charts, errors
 from harness.cluster import Cluster
 from harness.deploy import ModelStack
 from harness.settings import Settings
@@ -25,18 +26,42 @@ def unreachable_kubeconfig(path: Path) -> Path:
     return path
 
 
-def test_unreachable_api_names_the_kubeconfig_and_context(tmp_path: Path):
+def model_stack(tmp_path: Path) -> tuple[ModelStack, Path]:
+    """A stack on a cluster whose API is unreachable (no kind needed), and its kubeconfig."""
     kubeconfig = unreachable_kubeconfig(tmp_path / "kubeconfig")
     cache = Cache(tmp_path / "cache")
-    cluster = Cluster("gone", kubeconfig, 30080, "node:x", kind=None)  # no kind needed
+    cluster = Cluster("gone", kubeconfig, 38080, "node:x", kind=None)  # no kind needed
     stack = ModelStack(Settings(), cluster, Toolchain(tmp_path, tmp_path, "node:x", cache),
                        DeployTools(tmp_path, tmp_path, tmp_path))
+    return stack, kubeconfig
+
+
+def test_unreachable_api_names_the_kubeconfig_and_context(tmp_path: Path):
+    stack, kubeconfig = model_stack(tmp_path)
     with pytest.raises(errors.DeployError) as caught:
         stack.up("1.0.0")
     message = str(caught.value)
     assert "Kubernetes API is unreachable" in message
     assert str(kubeconfig) in message and "context kind-gone" in message
     assert caught.value.exit_code == 72
+
+
+def test_the_stack_config_the_harness_writes_is_what_the_program_reads(tmp_path: Path):
+    stack, _ = model_stack(tmp_path)
+    config = stack._model_config("1.1.0", {"strategy": {"type": "Recreate"}}, None,
+                                 "http://127.0.0.1:8879")
+    written = {key: value.value for key, value in stack._stack_config(config).items()}
+    assert ModelConfig.from_stack_config(written) == config
+    assert written["values"] == (
+        '{"strategy": {"type": "Recreate"}, "service": {"type": "NodePort", "nodePort": 30080}}')
+    assert (written["hostPort"], written["chartRepo"]) == ("38080", "http://127.0.0.1:8879")
+    assert "chartPath" not in written
+
+
+def test_bad_chart_values_are_a_usage_error(tmp_path: Path):
+    stack, _ = model_stack(tmp_path)
+    with pytest.raises(errors.UsageError, match=r"values\.replicaCount must be an integer >= 1"):
+        stack._model_config("1.0.0", {"replicaCount": 0}, None, "http://127.0.0.1:8879")
 
 
 def test_version_missing_from_a_repository_lists_the_available_ones(tmp_path: Path):
@@ -46,19 +71,6 @@ def test_version_missing_from_a_repository_lists_the_available_ones(tmp_path: Pa
         assert charts.published_versions(url) == ["1.0.0", "1.1.0"]
         with pytest.raises(errors.DeployError, match=r"2\.0\.0 is not in .*1\.0\.0, 1\.1\.0"):
             charts.require_published(url, "2.0.0")
-
-
-def test_set_values_become_nested_chart_values():
-    values = cli.parse_values(["gracefulDrain.enabled=false", "strategy.type=Recreate",
-                               "replicaCount=2", "model.name=wine"])
-    assert values == {"gracefulDrain": {"enabled": False}, "strategy": {"type": "Recreate"},
-                      "replicaCount": 2, "model": {"name": "wine"}}
-
-
-@pytest.mark.parametrize("bad", ["novalue", "=x", "a..b=1"])
-def test_malformed_set_is_a_usage_error(bad: str):
-    with pytest.raises(errors.UsageError, match="KEY=VALUE"):
-        cli.parse_values([bad])
 
 
 def test_a_failed_rollout_is_explained_by_the_providers_diagnostics():

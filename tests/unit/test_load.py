@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -20,6 +21,11 @@ LOCUSTFILE = ROOT / "load" / "locustfile.py"
 LOCUST = str(Path(sys.executable).with_name("locust"))
 sys.path.insert(0, str(ROOT / "load"))
 import recording  # noqa: E402
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    """The raw lines as written (the harness reads them with evidence.read_requests)."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -72,7 +78,7 @@ def test_recorder_writes_typed_lines_and_flushes_on_close(tmp_path: Path) -> Non
             start_time=101.0,
         )
         assert path.read_bytes() == b"", "buffered until the block is full or closed"
-    records = recording.read(path)
+    records = read_lines(path)
     assert records == [
         {"t": 100.0, "latency_ms": 2.5, "status": 200, "error": None, "version": "1.1.0",
          "ok": True, "name": "predict"},
@@ -94,7 +100,7 @@ def test_locust_records_every_request(server: testing.ServerProcess, tmp_path: P
     started = time.time()
     result = run_locust(server.url, record, "-u", "4", "-r", "4", "-t", "3s")
     assert result.returncode == 0, result.stderr[-2000:]
-    records = recording.read(record)
+    records = read_lines(record)
     check_records(records, started, time.time())
     assert len(records) > 50
     assert all(r["ok"] and r["status"] == 200 for r in records)
@@ -115,7 +121,7 @@ def test_failures_are_recorded_not_retried(models: dict[str, Path], tmp_path: Pa
         result = run_locust(flaky.url, record, "-u", "2", "-r", "2", "-t", "2s")
         _, metrics = flaky.get("/metrics")
     assert result.returncode == 1, "Locust exits 1 when requests failed"
-    records = recording.read(record)
+    records = read_lines(record)
     failed = [r for r in records if not r["ok"]]
     assert failed and all(r["status"] == 500 and "500" in str(r["error"]) for r in failed)
     assert all(r["version"] == "1.0.0-flaky" for r in records)
@@ -137,7 +143,7 @@ def test_connection_errors_are_recorded(tmp_path: Path) -> None:
         env={"LOAD_RPS_PER_USER": "10"},
     )  # fmt: skip
     assert result.returncode == 1
-    records = recording.read(record)
+    records = read_lines(record)
     assert records and all(not r["ok"] and r["status"] == 0 and r["error"] for r in records)
 
 
@@ -147,7 +153,7 @@ def test_constant_throughput_per_user(server: testing.ServerProcess, tmp_path: P
         server.url, record, "-u", "2", "-r", "2", "-t", "3s", env={"LOAD_RPS_PER_USER": "5"}
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    count = len(recording.read(record))
+    count = len(read_lines(record))
     assert 10 <= count <= 2 * 5 * 3 + 4, f"{count} requests at 2 users x 5/s for 3 s"
 
 
@@ -159,7 +165,7 @@ def test_request_cap_ends_the_run(server: testing.ServerProcess, tmp_path: Path)
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert time.monotonic() - started < 50, "the cap, not -t, ended the run"
-    assert 200 <= len(recording.read(record)) <= 202
+    assert 200 <= len(read_lines(record)) <= 202
 
 
 def test_batches_and_data_file(
@@ -173,7 +179,7 @@ def test_batches_and_data_file(
     }
     result = run_locust(server.url, record, "-u", "1", "-r", "1", "-t", "30s", env=env)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert all(r["ok"] for r in recording.read(record))
+    assert all(r["ok"] for r in read_lines(record))
 
 
 def test_stop_file_ends_the_run_with_every_request_recorded(server: testing.ServerProcess,
@@ -191,7 +197,7 @@ def test_stop_file_ends_the_run_with_every_request_recorded(server: testing.Serv
         stop.touch()
         _, err = locust.communicate(timeout=30)  # far below the 120 s run time
     assert locust.returncode == 0, err[-2000:]
-    records = recording.read(record)
+    records = read_lines(record)
     assert len(records) > 50 and all(r["ok"] for r in records)
     _, after = server.get("/metrics")
     assert served(after) - served(before) == len(records), "every answered request is recorded"

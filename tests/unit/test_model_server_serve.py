@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 
 from harness import errors, serve
+from harness.settings import Settings
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def test_model_cache_dir_follows_harness_cache_dir(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HARNESS_CACHE_DIR", "/tmp/hc")
-    assert serve.model_cache_dir("1.1.0") == Path("/tmp/hc/models/1.1.0")
+def test_model_cache_dir_follows_harness_cache_dir() -> None:
+    settings = Settings.from_env({"HARNESS_CACHE_DIR": "/tmp/hc"})
+    assert serve.model_cache_dir(settings, "1.1.0") == Path("/tmp/hc/models/1.1.0")
 
 
 def test_ensure_model_trains_once(tmp_path: Path) -> None:

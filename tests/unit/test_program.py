@@ -16,10 +16,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import http.server
-import importlib.util
 import json
 import os
 import runpy
+import site
 import subprocess
 import sys
 import threading
@@ -31,6 +31,8 @@ import pulumi
 import pytest
 import yaml
 from helm_binary import toolchain_helm
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harness.toolchain import versions
 
@@ -139,7 +141,6 @@ def install_mocks() -> None:
 
 
 install_mocks()
-sys.path.insert(0, str(PROGRAM))
 import ml_model_program as program  # noqa: E402  (after set_mocks, as Pulumi requires)
 
 
@@ -522,7 +523,8 @@ def test_main_reads_stack_config(helm: Path, stack_config: Any) -> pulumi.Output
                   "values": json.dumps({"strategy": {"type": "Recreate"}})})
     MOCKS.reset()
     CONSTRUCTED.clear()
-    runpy.run_path(str(PROGRAM / "__main__.py"), run_name="__main__")
+    # as pulumi-language-python-exec runs the project folder
+    runpy.run_path(str(PROGRAM), run_name="__main__")
     stack = pulumi.runtime.get_root_resource()
 
     def check(exports: dict[str, Any]) -> None:
@@ -533,20 +535,32 @@ def test_main_reads_stack_config(helm: Path, stack_config: Any) -> pulumi.Output
     return pulumi.Output.all(**stack.outputs).apply(check)  # type: ignore[union-attr]
 
 
-def test_harness_can_load_the_program_from_its_file() -> None:
-    """The harness's way: importlib from the file path, then deploy(ModelConfig(...))."""
-    spec = importlib.util.spec_from_file_location("ml_model_program_by_path",
-                                                  PROGRAM / "ml_model_program.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look the module up while it executes
-    try:
-        spec.loader.exec_module(module)
-        config = module.ModelConfig(chart_version="1.0.0", chart_repo="http://127.0.0.1:8879")
-        assert config.effective_image_tag == "1.0.0"
-        assert callable(module.deploy)
-    finally:
-        del sys.modules[spec.name]
+def test_harness_imports_the_program_folder() -> None:
+    """The harness's way: the installed `ml_model_program` is the project folder's
+    package (not a copy), so the inline program is what `pulumi up` runs."""
+    from harness import deploy
+
+    assert Path(program.__file__).parent == PROGRAM / "ml_model_program"
+    assert deploy.ml_model_program is program and deploy.ModelConfig is program.ModelConfig
+
+
+def test_program_folder_finds_the_program_without_the_install() -> None:
+    """`pulumi up` in the folder needs no install of the harness: Pulumi's
+    `runpy.run_path(folder)` puts the folder first on sys.path. Here: python
+    without `site` (no editable finder), the venv's packages on PYTHONPATH."""
+    probe = (
+        "import importlib.util, os, sys\n"
+        "assert importlib.util.find_spec('ml_model_program') is None, 'installed'\n"
+        "sys.path.insert(0, '.')\n"
+        "import ml_model_program\n"
+        "print(os.path.abspath(ml_model_program.__file__), ml_model_program.ModelConfig.__name__)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(site.getsitepackages())}
+    done = subprocess.run([sys.executable, "-S", "-P", "-c", probe], cwd=PROGRAM, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(PROGRAM / "ml_model_program" / "__init__.py"),
+                                   "ModelConfig"]
 
 
 # --- config validation --------------------------------------------------------------------
@@ -611,13 +625,144 @@ def test_config_defaults(stack_config: Any) -> None:
     ({"chartVersion": "1.0.0", "chartPath": str(CHART), "imagetag": "2.0.0"},
      ["unknown", "imagetag", "imageTag"]),
 ])
+@pytest.mark.parametrize("reader", ["pulumi", "stack"])
 def test_bad_config_is_a_value_error_naming_key_and_value(
-        stack_config: Any, settings: dict[str, str], words: list[str]) -> None:
-    stack_config(settings)
+        stack_config: Any, settings: dict[str, str], words: list[str], reader: str) -> None:
+    """Both readers: Pulumi's config of the project, and the plain mapping."""
     with pytest.raises(ValueError) as raised:
-        program.ModelConfig.from_pulumi_config(pulumi.Config())
+        if reader == "pulumi":
+            stack_config(settings)
+            program.ModelConfig.from_pulumi_config(pulumi.Config())
+        else:
+            program.ModelConfig.from_stack_config(settings)
     for word in words:
         assert word in str(raised.value), f"{word!r} not in: {raised.value}"
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"chartPath": str(CHART)}, "chartVersion is required"),
+    ({"chartVersion": "1.0.0", "chartPath": str(CHART), "values": "{'a': 1}"},
+     "values must be a JSON object of chart values, not \"{'a': 1}\""),
+    ({"chartVersion": "1.0.0", "chartPath": str(CHART), "values": "7"},
+     "values must be an object of chart values, not 7"),
+    ({"chartVersion": "1.0.0", "chartPath": str(CHART), "hostPort": "80.5"},
+     "hostPort must be an integer, not '80.5'"),
+    ({"chartVersion": "1.0.0", "chartPath": str(CHART), "timeoutSeconds": ""},
+     "timeoutSeconds must be an integer, not ''"),
+    ({"chartVersion": "1.0.0", "chartPath": str(CHART), "chart_path": "x", "ReplicaCount": "1"},
+     "unknown config key(s) ReplicaCount, chart_path: allowed are chartVersion, "),
+])
+def test_bad_stack_config_messages(settings: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        program.ModelConfig.from_stack_config(settings)
+    assert message in str(raised.value)
+
+
+def test_unknown_key_in_pulumi_config_names_the_project(stack_config: Any) -> None:
+    stack_config({"chartVersion": "1.0.0", "chartPath": str(CHART), "nodePort": "30080"})
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) nodePort in 'ml-model': "):
+        program.ModelConfig.from_pulumi_config(pulumi.Config())
+
+
+def test_json_null_values_are_no_values() -> None:
+    config = program.ModelConfig.from_stack_config(
+        {"chartVersion": "1.0.0", "chartRepo": "http://127.0.0.1:1", "values": "null"})
+    assert config.values == {}
+
+
+# --- stack config round trip --------------------------------------------------------------
+
+
+def _configs() -> list[program.ModelConfig]:
+    """Configs that between them set every field, and leave every optional one unset."""
+    return [
+        program.ModelConfig(chart_version="1.0.0", chart_path=str(CHART)),
+        program.ModelConfig(chart_version="1.0.0", chart_repo="http://127.0.0.1:8879"),
+        program.ModelConfig(
+            chart_version="1.1.0-flaky", chart_repo="https://charts.example.test/models",
+            image_repository="127.0.0.1:5000/models/iris", image_tag="1.1.0-rc.1",
+            replica_count=1, namespace="canary", release_name="ml-model.canary",
+            timeout_seconds=90, host_port=65535, node_address="fd00::2",
+            values={"service": {"type": "NodePort", "nodePort": 30081},
+                    "gracefulDrain": {"enabled": False, "seconds": 2.5},
+                    "tolerations": [{"key": "gpu", "value": None}], "note": "ünïcode \"q\"",
+                    "replicaCount": 1, "image": {"repository": "127.0.0.1:5000/models/iris"}}),
+        program.ModelConfig(
+            chart_version="2.0.0+build.7", chart_path=str(CHART), image_tag="2.0.0",
+            node_address="kind-control-plane", host_port=1, timeout_seconds=1,
+            values={"image": {"tag": "2.0.0", "pullPolicy": "Never"}, "nameOverride": "x"}),
+        program.ModelConfig(chart_version="1.0.0+meta", chart_path=str(CHART),
+                            values={"image": {"tag": "meta"}}),
+    ]
+
+
+@pytest.mark.parametrize("config", _configs(), ids=lambda c: c.chart_version)
+def test_stack_config_round_trip(config: program.ModelConfig) -> None:
+    stack = config.to_stack_config()
+    assert list(stack) == [key for key in program.CONFIG_KEYS if key in stack]
+    assert all(isinstance(value, str) for value in stack.values())
+    assert program.ModelConfig.from_stack_config(stack) == config
+
+
+@pytest.mark.parametrize("config", _configs(), ids=lambda c: c.chart_version)
+def test_stack_config_round_trip_through_pulumi_config(
+        stack_config: Any, config: program.ModelConfig) -> None:
+    """What the harness writes with the Automation API, the program reads back."""
+    stack_config(config.to_stack_config())
+    assert program.ModelConfig.from_pulumi_config(pulumi.Config()) == config
+
+
+def test_stack_config_covers_every_key() -> None:
+    written = set().union(*(config.to_stack_config() for config in _configs()))
+    assert written == set(program.CONFIG_KEYS)
+
+
+def test_stack_config_format() -> None:
+    config = program.ModelConfig(chart_version="1.1.0", chart_repo="http://127.0.0.1:8879",
+                                 replica_count=2, host_port=38080,
+                                 values={"service": {"nodePort": 30080}})
+    assert config.to_stack_config() == {
+        "chartVersion": "1.1.0", "replicaCount": "2", "namespace": "ml-model",
+        "values": '{"service": {"nodePort": 30080}}', "chartRepo": "http://127.0.0.1:8879",
+        "releaseName": "ml-model", "timeoutSeconds": "300", "hostPort": "38080",
+    }
+
+
+def test_values_that_are_not_json_cannot_become_stack_config() -> None:
+    config = program.ModelConfig(chart_version="1.0.0", chart_repo="http://127.0.0.1:1",
+                                 values={"when": {1, 2}})
+    with pytest.raises(ValueError, match="values must be JSON-serialisable chart values"):
+        config.to_stack_config()
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                 max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.dictionaries(st.text(max_size=10).filter(lambda k: k not in ("image",
+                                                                           "replicaCount")),
+                           _JSON, max_size=4),
+    replica_count=st.none() | st.integers(1, 10_000),
+    timeout_seconds=st.integers(1, 10**9),
+    host_port=st.none() | st.integers(1, 65535),
+    image_tag=st.none() | st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True),
+    node_address=st.none() | st.ip_addresses().map(str),
+)
+def test_stack_config_round_trip_property(
+        values: dict[str, Any], replica_count: int | None, timeout_seconds: int,
+        host_port: int | None, image_tag: str | None, node_address: str | None) -> None:
+    config = program.ModelConfig(
+        chart_version="1.0.0", chart_repo="http://127.0.0.1:8879", values=values,
+        replica_count=replica_count, timeout_seconds=timeout_seconds, host_port=host_port,
+        image_tag=image_tag, node_address=node_address)
+    assert program.ModelConfig.from_stack_config(config.to_stack_config()) == config
 
 
 def test_values_fill_in_where_dedicated_keys_are_unset() -> None:
@@ -637,6 +782,8 @@ def test_chart_version_is_required(stack_config: Any) -> None:
     stack_config({"chartPath": str(CHART)})
     with pytest.raises(pulumi.ConfigMissingError, match="chartVersion"):
         program.ModelConfig.from_pulumi_config(pulumi.Config())
+    with pytest.raises(ValueError, match="chartVersion is required"):
+        program.ModelConfig.from_stack_config({"chartPath": str(CHART)})
 
 
 def test_config_is_validated_without_pulumi_config() -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from harness import report, verdict
-from harness.verdict import FinalState, Marks, Plan, Request
-from harness.watch import Event, PodLife
+from harness.evidence import Event, FinalState, Marks, PodLife, Request
+from harness.verdict import Plan
 
 T0 = 1_764_400_000.0
 OLD, NEW = "1.0.0", "1.1.0"
@@ -129,7 +129,7 @@ def _suite(path: Path) -> ET.Element:
 def test_junit_of_a_pass_is_all_green(tmp_path: Path, passed):
     suite = _suite(_write(tmp_path, passed).junit)
     cases = suite.findall("testcase")
-    assert len(cases) == 5 and suite.get("tests") == "5"
+    assert len(cases) == 6 and suite.get("tests") == "6"
     assert {c.get("classname") for c in cases} == {"rollout-gate"}
     assert [c.get("name") for c in cases] == [c.name for c in passed[0].checks]
     assert not suite.findall(".//failure") and not suite.findall(".//error")
@@ -140,7 +140,7 @@ def test_junit_of_a_pass_is_all_green(tmp_path: Path, passed):
 def test_junit_of_a_fail_carries_the_detail(tmp_path: Path, failed):
     suite = _suite(_write(tmp_path, failed).junit)
     failures = suite.findall("testcase/failure")
-    assert len(suite.findall("testcase")) == 5 and len(failures) == 1
+    assert len(suite.findall("testcase")) == 6 and len(failures) == 1
     assert suite.get("failures") == "1" and suite.get("errors") == "0"
     assert NASTY in (failures[0].text or "") and NASTY in (failures[0].get("message") or "")
 

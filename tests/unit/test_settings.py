@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import errors
+from harness import errors, settings
 from harness.settings import Settings
 
 
@@ -43,3 +43,53 @@ def test_bad_values_are_usage_errors_naming_the_value(key: str, value: str, mess
     with pytest.raises(errors.UsageError, match=message) as caught:
         Settings.from_env({key: value})
     assert caught.value.exit_code == 64
+
+
+def test_set_values_become_nested_chart_values():
+    values = settings.chart_values(["gracefulDrain.enabled=false", "strategy.type=Recreate",
+                               "replicaCount=2", "model.name=wine"], "--set")
+    assert values == {"gracefulDrain": {"enabled": False}, "strategy": {"type": "Recreate"},
+                      "replicaCount": 2, "model": {"name": "wine"}}
+
+
+@pytest.mark.parametrize("bad", ["novalue", "=x", "a..b=1"])
+def test_malformed_set_is_a_usage_error(bad: str):
+    with pytest.raises(errors.UsageError, match="KEY=VALUE"):
+        settings.chart_values([bad], "--set")
+
+
+def test_every_setting_is_declared_once_with_help_and_a_parser_for_its_flag_or_variable():
+    seen_flags: dict[str, set[str]] = {}
+    seen_env: set[str] = set()
+    for group, f, opt in settings.options():
+        assert opt.help, f"{group}.{f.name} has no help"
+        if opt.flag or opt.env:
+            assert opt.parse is not None or f.type in ("str",), f"{group}.{f.name}"
+        if opt.env:
+            assert opt.env.startswith("HARNESS_") and opt.env not in seen_env
+            seen_env.add(opt.env)
+        if opt.flag:
+            assert opt.commands, f"{opt.flag} belongs to no command"
+            for command in opt.commands:
+                assert opt.flag not in seen_flags.setdefault(command, set())
+                seen_flags[command].add(opt.flag)
+
+
+def test_the_traffic_variables_are_read():
+    resolved = Settings.from_env({"HARNESS_USERS": "16", "HARNESS_RATE_PER_USER": "0"})
+    assert (resolved.traffic.users, resolved.traffic.rate_per_user) == (16, 0.0)
+
+
+def test_a_flag_beats_its_variable_and_only_for_the_commands_that_take_it():
+    env = {"HARNESS_USERS": "16"}
+    given = {"traffic.users": "4"}
+    assert settings.resolve("verify", given, env).traffic.users == 4
+    assert settings.resolve("up", given, env).traffic.users == 16, "up has no --users"
+    assert settings.resolve("verify", {"traffic.users": None}, env).traffic.users == 16
+
+
+def test_a_bad_flag_names_the_flag_and_a_bad_variable_names_the_variable():
+    with pytest.raises(errors.UsageError, match="--users must be at least 1, not 0"):
+        settings.resolve("verify", {"traffic.users": "0"}, {})
+    with pytest.raises(errors.UsageError, match="HARNESS_USERS must be a number, not 'many'"):
+        settings.resolve("verify", {}, {"HARNESS_USERS": "many"})

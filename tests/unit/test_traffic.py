@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from model_server import testing, train
 
-from harness.traffic import Traffic, TrafficError, TrafficSettings, wait_answering
+from harness.settings import TrafficSettings
+from harness.traffic import Traffic, TrafficError, wait_answering
 
 pytestmark = pytest.mark.timeout(120)
 

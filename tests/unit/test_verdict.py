@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from harness.verdict import FinalState, Marks, Plan, Request, judge, percentile
-from harness.watch import PodLife
+from harness.evidence import FinalState, Marks, PodLife, Request, WatchGap
+from harness.verdict import Plan, judge, percentile
 
 T0 = 1_000_000.0
 """The upgrade's start; the story below is told in seconds around it."""
@@ -160,3 +160,37 @@ def test_records_parse_from_the_recorder_format():
     line = {"t": 1.5, "latency_ms": 2, "status": 200, "error": None, "version": "1.0.0",
             "ok": True, "name": "predict"}
     assert Request.from_record(line) == Request(1.5, 2.0, 200, None, "1.0.0", True)
+
+
+# -- the timeline ---------------------------------------------------------------------
+
+
+def test_a_watch_gap_during_the_traffic_makes_the_run_inconclusive():
+    gap = WatchGap("Pod", T0 + 5, T0 + 8.5, "ConnectionRefusedError: refused")
+    verdict = judge(traffic(), rolling_lives(), PLAN, MARKS, FINAL, [gap])
+    assert verdict.outcome == "inconclusive"
+    check = next(c for c in verdict.checks if c.name == "the rollout's timeline is complete")
+    assert check.outcome == "inconclusive"
+    assert check.detail == ("Pod watch down +5.0s from the upgrade's start for 3.5s "
+                            "(ConnectionRefusedError: refused)")
+
+
+def test_a_watch_that_never_came_back_is_named_as_such():
+    gap = WatchGap("EndpointSlice", T0 + 30, None, "API error 500")
+    verdict = judge(traffic(), rolling_lives(), PLAN, MARKS, FINAL, [gap])
+    assert verdict.outcome == "inconclusive"
+    assert "EndpointSlice watch down +30.0s from the upgrade's start for the end" in \
+        next(c.detail for c in verdict.checks if c.name.startswith("the rollout's timeline"))
+
+
+def test_a_gap_before_the_first_request_or_after_the_end_does_not_count():
+    gaps = [WatchGap("Pod", T0 - 30, T0 - 20, "early"), WatchGap("Pod", T0 + 41, T0 + 42, "late")]
+    verdict = judge(traffic(), rolling_lives(), PLAN, MARKS, FINAL, gaps)
+    assert verdict.outcome == "pass", verdict.checks
+
+
+def test_a_failed_request_still_fails_a_run_with_a_watch_gap():
+    requests = traffic()
+    requests[100] = dataclasses.replace(requests[100], status=503, ok=False)
+    gap = WatchGap("Pod", T0 + 5, T0 + 6, "reset")
+    assert judge(requests, rolling_lives(), PLAN, MARKS, FINAL, [gap]).outcome == "fail"

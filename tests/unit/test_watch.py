@@ -1,13 +1,11 @@
-"""The rollout timeline without a cluster: pods' lives, the file, objects to events,
-and the list-then-watch loop against scripted streams."""
+"""The watch without a cluster: objects to events, and the list-then-watch loop against
+scripted streams (its gaps included)."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Iterator
@@ -20,9 +18,10 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import ProtocolError
 
-from harness import errors
+from harness import errors, evidence
 from harness import watch as watching
-from harness.watch import Event, PodLife, event_from, pod_lives
+from harness.evidence import VERSION_LABEL, Event
+from harness.watch import event_from
 
 NOW = datetime.datetime(2026, 5, 1, 12, 0, tzinfo=datetime.UTC)
 
@@ -30,124 +29,6 @@ NOW = datetime.datetime(2026, 5, 1, 12, 0, tzinfo=datetime.UTC)
 def ev(t: float, name: str, action: str = "MODIFIED", *, version: str | None = "1.0.0",
        ready: bool | None = False, terminating: bool = False, kind: str = "Pod") -> Event:
     return Event(t, kind, name, action, version, ready, terminating, "")
-
-
-# -- pod_lives ----------------------------------------------------------------
-
-OLD, NEW = "1.0.0", "1.1.0"
-
-
-def rollout() -> list[Event]:
-    """Two old pods present at the start, replaced one by one (maxSurge 1, maxUnavailable 0)."""
-    return [
-        ev(10.0, "old-a", "ADDED", version=OLD, ready=True),
-        ev(10.0, "old-b", "ADDED", version=OLD, ready=True),
-        ev(10.1, "model", "ADDED", version=None, ready=True, kind="Deployment"),
-        ev(12.0, "new-a", "ADDED", version=NEW),
-        ev(12.1, "new-a", version=NEW),
-        ev(14.0, "new-a", version=NEW, ready=True),
-        ev(14.2, "old-a", version=OLD, ready=True, terminating=True),
-        ev(14.3, "new-b", "ADDED", version=NEW),
-        ev(14.5, "old-a", version=OLD, ready=False, terminating=True),
-        ev(14.6, "slice", version=None, ready=None, kind="EndpointSlice"),
-        ev(16.0, "new-b", version=NEW, ready=True),
-        ev(16.1, "old-b", version=OLD, ready=True, terminating=True),
-        ev(19.0, "old-a", "DELETED", version=OLD, terminating=True),
-        ev(21.0, "old-b", "DELETED", version=OLD, terminating=True),
-    ]
-
-
-ROLLOUT_LIVES = [
-    PodLife("old-a", OLD, 10.0, 10.0, 14.2, 19.0),
-    PodLife("old-b", OLD, 10.0, 10.0, 16.1, 21.0),
-    PodLife("new-a", NEW, 12.0, 14.0, None, None),
-    PodLife("new-b", NEW, 14.3, 16.0, None, None),
-]
-
-
-def test_a_rolling_update_gives_each_pod_its_life():
-    assert pod_lives(rollout()) == ROLLOUT_LIVES
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_the_order_of_arrival_does_not_matter(seed: int):
-    events = rollout()
-    random.Random(seed).shuffle(events)
-    assert pod_lives(events) == ROLLOUT_LIVES
-
-
-def test_duplicates_from_a_relist_only_confirm_what_is_known():
-    events = rollout()
-    again = [dataclasses.replace(e, t=e.t + 0.01) for e in events if e.action != "DELETED"]
-    assert pod_lives(events + again + [ev(21.5, "old-b", "DELETED", version=OLD)]) == \
-        ROLLOUT_LIVES
-
-
-def test_a_pod_present_from_the_start_was_created_when_first_seen():
-    (life,) = pod_lives([ev(5.0, "p", "MODIFIED", ready=True), ev(6.0, "p", ready=True)])
-    assert life == PodLife("p", "1.0.0", 5.0, 5.0, None, None)
-
-
-def test_a_pod_never_ready_has_no_ready_time():
-    (life,) = pod_lives([ev(1.0, "bad", "ADDED"), ev(2.0, "bad"),
-                         ev(30.0, "bad", terminating=True),
-                         ev(31.0, "bad", "DELETED", terminating=True)])
-    assert life == PodLife("bad", "1.0.0", 1.0, None, 30.0, 31.0)
-
-
-def test_a_force_deleted_pod_terminates_when_it_goes():
-    (life,) = pod_lives([ev(1.0, "p", "ADDED", ready=True),
-                         ev(3.0, "p", "DELETED", ready=True, terminating=True)])
-    assert (life.terminating_at, life.gone_at) == (3.0, 3.0)
-
-
-def test_a_pod_recreated_under_its_name_lives_twice():
-    lives = pod_lives([ev(1.0, "db-0", "ADDED", ready=True), ev(2.0, "db-0", "DELETED"),
-                       ev(3.0, "db-0", "ADDED"), ev(4.0, "db-0", ready=True)])
-    assert lives == [PodLife("db-0", "1.0.0", 1.0, 1.0, None, 2.0),
-                     PodLife("db-0", "1.0.0", 3.0, 4.0, None, None)]
-
-
-def test_at_equal_times_the_deletion_comes_last():
-    events = [ev(2.0, "p", "DELETED", terminating=True), ev(2.0, "p", terminating=True),
-              ev(1.0, "p", "ADDED")]
-    (life,) = pod_lives(events)
-    assert life.gone_at == 2.0
-
-
-def test_the_version_is_taken_from_the_first_event_that_has_it():
-    (life,) = pod_lives([ev(1.0, "p", "ADDED", version=None), ev(2.0, "p", version=NEW)])
-    assert life.version == NEW
-
-
-def test_other_kinds_are_not_pods():
-    assert pod_lives([ev(1.0, "model-abc", "ADDED", kind="ReplicaSet")]) == []
-
-
-# -- the JSONL file -----------------------------------------------------------
-
-
-def test_events_round_trip_through_the_file(tmp_path: Path):
-    events = [*rollout(), Event(22.123456789, "Deployment", "model", "MODIFIED", None, None,
-                                False, "ready 2/2 — «done»")]
-    path = tmp_path / "events.jsonl"
-    path.write_text("".join(watching._line(e) for e in events), encoding="utf-8")
-    assert watching.read(path) == sorted(events, key=lambda e: e.t)
-
-
-def test_a_last_line_cut_off_by_a_kill_is_dropped(tmp_path: Path):
-    path = tmp_path / "events.jsonl"
-    line = watching._line(ev(1.0, "p", "ADDED"))
-    path.write_text(line + line[: len(line) // 2])
-    assert watching.read(path) == [ev(1.0, "p", "ADDED")]
-
-
-def test_a_broken_line_inside_the_file_is_an_error(tmp_path: Path):
-    path = tmp_path / "events.jsonl"
-    line = watching._line(ev(1.0, "p", "ADDED"))
-    path.write_text(line + '{"t": 2.0}\n' + line)
-    with pytest.raises(ValueError, match=r"events.jsonl:2: not an event record"):
-        watching.read(path)
 
 
 # -- objects to events --------------------------------------------------------
@@ -162,7 +43,7 @@ def meta(name: str, *, labels: dict[str, str] | None = None, deleting: bool = Fa
 
 def v1_pod(name: str, *, phase: str | None = "Running", ready: bool = True,
            deleting: bool = False, restarts: int = 0, rv: str = "1") -> client.V1Pod:
-    labels = {"app": "model", watching.VERSION_LABEL: "1.1.0"}
+    labels = {"app": "model", VERSION_LABEL: "1.1.0"}
     status = None
     if phase is not None:
         status = client.V1PodStatus(
@@ -209,7 +90,7 @@ def test_a_pod_as_the_api_server_sends_it():
 
 def test_a_replica_set_carries_the_version():
     rs = client.V1ReplicaSet(
-        metadata=meta("model-7f9", labels={watching.VERSION_LABEL: "1.0.0"}),
+        metadata=meta("model-7f9", labels={VERSION_LABEL: "1.0.0"}),
         spec=client.V1ReplicaSetSpec(replicas=3, selector=client.V1LabelSelector()),
         status=client.V1ReplicaSetStatus(replicas=3, ready_replicas=2, available_replicas=1),
     )
@@ -436,6 +317,22 @@ def test_a_failed_watch_is_logged_counted_and_resumed(scripted: type[ScriptedWat
     assert [e.action for e in recorder.events] == ["ADDED", "MODIFIED"]
 
 
+def test_a_failure_opens_a_gap_that_the_next_watch_closes(scripted: type[ScriptedWatch]):
+    scripted.script = [ConnectionRefusedError(111, "Connection refused"),
+                       [raw("MODIFIED", v1_pod("a", ready=False, rv="12"))]]
+    stream = run_stream([listing("10", v1_pod("a", rv="9"))], Recorder())
+    (gap,) = stream.gaps
+    assert gap.kind == "Pod" and "ConnectionRefusedError" in gap.reason
+    assert gap.ended is not None and gap.ended >= gap.started
+
+
+def test_410_gone_opens_no_gap(scripted: type[ScriptedWatch]):
+    scripted.script = [ApiException(status=410, reason="Expired")]
+    stream = run_stream([listing("10", v1_pod("a", rv="5")), listing("20", v1_pod("a", rv="5"))],
+                        Recorder())
+    assert stream.gaps == []
+
+
 def test_a_failed_list_is_retried(scripted: type[ScriptedWatch]):
     recorder = Recorder()
     stream = run_stream([ApiException(status=403, reason="Forbidden"),
@@ -497,7 +394,7 @@ def test_the_watcher_writes_what_it_keeps(scripted: type[ScriptedWatch],
         stopping = time.monotonic()
     assert time.monotonic() - stopping < 1.0, "stopping is prompt"
     assert [(e.action, e.name) for e in listed] == [("ADDED", "a"), ("ADDED", "b")]
-    assert watching.read(out) == watcher.events() == listed
+    assert evidence.read_events(out) == watcher.events() == listed
     assert watcher.errors == 0
 
 

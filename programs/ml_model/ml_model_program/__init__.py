@@ -1,8 +1,11 @@
 """The ml-model Pulumi program: the model server's Helm chart, version and image aligned.
 
-One program, two ways to run it: `pulumi up` in this folder (``__main__.py``
-reads the stack config) and the harness's Automation API, which loads this
-file and runs ``deploy(ModelConfig(...))`` inline. Either way the chart is
+One program, two ways to run it: `pulumi up` in the project folder
+(``programs/ml_model/__main__.py`` reads the stack config) and the harness's
+Automation API, which imports this package (installed with the harness) and
+runs ``deploy(...)`` inline with the same stack config: the harness writes it
+with ``ModelConfig.to_stack_config`` and the program reads it back with
+``ModelConfig.from_pulumi_config`` (``from_stack_config``). Either way the chart is
 rendered by ``kubernetes.helm.v3.Chart`` and every object becomes a Pulumi
 resource, so a changed Deployment is updated and its rollout awaited, bounded
 by ``pulumi.com/timeoutSeconds``.
@@ -21,9 +24,10 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import json
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
@@ -159,32 +163,72 @@ class ModelConfig:
 
     @classmethod
     def from_pulumi_config(cls, config: pulumi.Config) -> ModelConfig:
-        """Reads and validates the stack config; unknown keys in the project's
-        namespace are an error (a misspelt key would otherwise be ignored)."""
-        unknown = sorted(set(_project_keys(config.name)) - set(CONFIG_KEYS))
-        if unknown:
+        """Reads and validates the stack config (see ``from_stack_config``); unknown
+        keys in the project's namespace are an error (a misspelt key would
+        otherwise be ignored), a missing ``chartVersion`` is Pulumi's
+        ``ConfigMissingError``."""
+        _check_keys(_project_keys(config.name), f" in {config.name!r}")
+        stack = {key: value for key in CONFIG_KEYS if (value := config.get(key)) is not None}
+        stack["chartVersion"] = config.require("chartVersion")
+        return cls.from_stack_config(stack)
+
+    @classmethod
+    def from_stack_config(cls, config: Mapping[str, str]) -> ModelConfig:
+        """The config from stack config values (keys of ``CONFIG_KEYS``, without the
+        project's ``ml-model:`` prefix), as ``to_stack_config`` writes them or as
+        ``pulumi config set`` does: ``values`` is a JSON object, integers are
+        decimal strings, an absent key means the field's default.
+
+        Raises ``ValueError`` naming the key and the value for unknown keys, a
+        missing ``chartVersion``, a bad integer, ``values`` that is not a JSON
+        object, and everything the constructor rejects.
+        """
+        _check_keys(config)
+        if "chartVersion" not in config:
             raise ValueError(
-                f"unknown config key(s) {', '.join(unknown)} in {config.name!r}: "
-                f"allowed are {', '.join(CONFIG_KEYS)}"
+                "chartVersion is required: the chart's SemVer version, like 1.2.0 or 1.1.0-flaky"
             )
-        try:
-            values = config.get_object("values")
-        except pulumi.ConfigTypeError as e:
-            raise ValueError(f"values must be a JSON object of chart values: {e}") from e
         return cls(
-            chart_version=config.require("chartVersion"),
+            chart_version=config["chartVersion"],
             chart_path=config.get("chartPath"),
             chart_repo=config.get("chartRepo"),
             image_repository=config.get("imageRepository"),
             image_tag=config.get("imageTag"),
-            replica_count=_config_int(config, "replicaCount"),
-            namespace=_config_str(config, "namespace", DEFAULT_NAMESPACE),
-            values=values if values is not None else {},
-            release_name=_config_str(config, "releaseName", DEFAULT_RELEASE_NAME),
-            timeout_seconds=_config_int(config, "timeoutSeconds", DEFAULT_TIMEOUT_SECONDS),
-            host_port=_config_int(config, "hostPort"),
+            replica_count=_stack_int(config, "replicaCount"),
+            namespace=config.get("namespace", DEFAULT_NAMESPACE),
+            values=_stack_values(config),
+            release_name=config.get("releaseName", DEFAULT_RELEASE_NAME),
+            timeout_seconds=_stack_int(config, "timeoutSeconds", DEFAULT_TIMEOUT_SECONDS),
+            host_port=_stack_int(config, "hostPort"),
             node_address=config.get("nodeAddress"),
         )
+
+    def to_stack_config(self) -> dict[str, str]:
+        """The stack config values that ``from_stack_config`` reads back as this
+        config: keys of ``CONFIG_KEYS`` (in that order), ``values`` as JSON,
+        integers as decimal strings, unset (None) fields left out.
+
+        Raises ``ValueError`` if ``values`` cannot be written as JSON.
+        """
+        try:
+            values = json.dumps(self.values)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"values must be JSON-serialisable chart values: {e}") from e
+        pairs: dict[str, str | int | None] = {
+            "chartVersion": self.chart_version,
+            "imageRepository": self.image_repository,
+            "imageTag": self.image_tag,
+            "replicaCount": self.replica_count,
+            "namespace": self.namespace,
+            "values": values,
+            "chartPath": self.chart_path,
+            "chartRepo": self.chart_repo,
+            "releaseName": self.release_name,
+            "timeoutSeconds": self.timeout_seconds,
+            "hostPort": self.host_port,
+            "nodeAddress": self.node_address,
+        }
+        return {key: str(value) for key, value in pairs.items() if value is not None}
 
     @property
     def effective_image_repository(self) -> str:
@@ -502,22 +546,41 @@ def _explicit_values(values: Mapping[str, Any]) -> dict[str, Any]:
     return found
 
 
-def _config_str(config: pulumi.Config, key: str, default: str) -> str:
-    raw = config.get(key)
-    return default if raw is None else raw
+def _check_keys(keys: Iterable[str], where: str = "") -> None:
+    unknown = sorted(set(keys) - set(CONFIG_KEYS))
+    if unknown:
+        raise ValueError(
+            f"unknown config key(s) {', '.join(unknown)}{where}: "
+            f"allowed are {', '.join(CONFIG_KEYS)}"
+        )
 
 
 @overload
-def _config_int(config: pulumi.Config, key: str) -> int | None: ...
+def _stack_int(config: Mapping[str, str], key: str) -> int | None: ...
 @overload
-def _config_int(config: pulumi.Config, key: str, default: int) -> int: ...
-def _config_int(config: pulumi.Config, key: str, default: int | None = None) -> int | None:
+def _stack_int(config: Mapping[str, str], key: str, default: int) -> int: ...
+def _stack_int(config: Mapping[str, str], key: str, default: int | None = None) -> int | None:
     raw = config.get(key)
     if raw is None:
         return default
-    if not re.fullmatch(r"\s*-?\d+\s*", raw):
+    if not isinstance(raw, str) or not re.fullmatch(r"\s*-?\d+\s*", raw):
         raise ValueError(f"{key} must be an integer, not {raw!r}")
     return int(raw)
+
+
+def _stack_values(config: Mapping[str, str]) -> Any:
+    """The decoded ``values`` (JSON ``null`` or absent: none); the constructor
+    rejects JSON that is not an object, naming it."""
+    raw = config.get("values")
+    if raw is None:
+        return {}
+    try:
+        values = json.loads(raw)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"values must be a JSON object of chart values, not {raw!r}: {e}"
+        ) from e
+    return {} if values is None else values
 
 
 def _project_keys(project: str) -> list[str]:

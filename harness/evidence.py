@@ -1,0 +1,239 @@
+"""The evidence of a run: what traffic and watch wrote down, and what the verdict reads.
+
+Producers (the Locust recorder, the watch) and consumers (the verdict, the
+report) each depend on this module and not on one another, so the pure
+verdict never imports the Kubernetes client and the request line has one
+schema, one writer and one reader. Nothing here does I/O but the two JSONL
+readers and writers, and the module imports nothing heavy: the Locust
+process imports it too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypedDict, TypeVar
+
+import orjson
+
+from harness import errors
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+VERSION_LABEL = "rollout-harness/model-version"
+"""Set by the chart (_helpers.tpl) on the Deployment, its ReplicaSets and pods."""
+
+ACTIONS = ("ADDED", "MODIFIED", "DELETED")
+"""Watch actions in life-cycle order (ties in time are broken by it)."""
+
+
+class EvidenceError(errors.HarnessError):
+    """A record file cannot be read: the run is not judged."""
+
+
+# -- requests (requests.jsonl) ------------------------------------------------
+
+
+class RequestRecord(TypedDict):
+    """One request as a line of requests.jsonl, in the order requests finished::
+
+        {"t": 1764400000.123, "latency_ms": 2.41, "status": 200, "error": null,
+         "version": "1.1.0", "ok": true, "name": "predict"}
+    """
+
+    t: float
+    """Start, epoch seconds."""
+    latency_ms: float
+    status: int
+    """0 when no response arrived; ``error`` then says why."""
+    error: str | None
+    version: str | None
+    """The X-Model-Version header of the pod that answered."""
+    ok: bool
+    name: str
+
+
+def encode_request(record: RequestRecord) -> bytes:
+    """The one writer of a requests.jsonl line."""
+    return orjson.dumps(record) + b"\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request, as the verdict and the report read it."""
+
+    t: float
+    """Start, epoch seconds."""
+    latency_ms: float
+    status: int
+    """0 when no response arrived; `error` then says why."""
+    error: str | None
+    version: str | None
+    """The X-Model-Version of the pod that answered."""
+    ok: bool
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Request:
+        return cls(float(record["t"]), float(record["latency_ms"]), int(record["status"]),
+                   record.get("error"), record.get("version"), bool(record["ok"]))
+
+
+def read_requests(path: Path) -> list[Request]:
+    """Every request of a requests.jsonl, in start order; no file means no requests."""
+    if not path.exists():
+        return []
+    found = _read_jsonl(path, lambda raw: Request.from_record(orjson.loads(raw)))
+    return sorted(found, key=lambda r: r.t)
+
+
+# -- the rollout's timeline (events.jsonl) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    """One observation from a watch stream, as written to events.jsonl."""
+
+    t: float
+    """Epoch seconds (time.time()) when observed; requests are timed on the same clock."""
+    kind: str
+    """Pod, ReplicaSet, EndpointSlice or Deployment."""
+    name: str
+    action: str
+    """ADDED, MODIFIED or DELETED (an object's first sight after a list is ADDED)."""
+    version: str | None
+    """The model-version label of a Pod or ReplicaSet; None for other kinds."""
+    ready: bool | None
+    """Pod: its Ready condition; Deployment: rolled out (all replicas updated and
+    available, no old ones left); None for other kinds."""
+    terminating: bool
+    """deletionTimestamp set: the object is on its way out."""
+    detail: str
+    """Short text for a person reading the timeline."""
+
+
+def encode_event(event: Event) -> str:
+    """The one writer of an events.jsonl line."""
+    return json.dumps(dataclasses.asdict(event)) + "\n"
+
+
+def read_events(path: Path) -> list[Event]:
+    """The events of a file written by a Watcher, ordered by t."""
+    return sorted(_read_jsonl(path, lambda raw: Event(**json.loads(raw))), key=event_order)
+
+
+def event_order(event: Event) -> tuple[float, int]:
+    """By time; at equal times the life cycle's order, so a tie cannot undo a deletion."""
+    return event.t, ACTIONS.index(event.action) if event.action in ACTIONS else len(ACTIONS)
+
+
+@dataclass(frozen=True)
+class WatchGap:
+    """A time when one kind's watch was down: changes then were seen late, or not at all."""
+
+    kind: str
+    started: float
+    """The first failure, epoch seconds."""
+    ended: float | None
+    """When the stream was listed or watched again; None if it never came back."""
+    reason: str
+
+
+@dataclass(frozen=True)
+class PodLife:
+    """One pod from first sight to disappearance, derived from events."""
+
+    name: str
+    version: str | None
+    created: float
+    """First observation: creation, or the start of the watch for pods already there."""
+    ready_at: float | None
+    """First time seen Ready; None if it never was."""
+    terminating_at: float | None
+    """First time seen with a deletionTimestamp."""
+    gone_at: float | None
+    """Its DELETED event; None if it outlived the watch."""
+
+
+def pod_lives(events: Sequence[Event]) -> list[PodLife]:
+    """Each pod's life, ordered by created.
+
+    Events are taken in order of t whatever their order in `events`. Repeated
+    ADDED or MODIFIED events (from a re-list) only confirm what is known; only
+    the first time a state is seen counts. After a pod is gone, only an ADDED
+    of the same name begins a new life (a pod recreated under its old name);
+    anything else about it is a late duplicate and ignored.
+    """
+    lives: list[PodLife] = []
+    current: dict[str, int] = {}
+    for event in sorted((e for e in events if e.kind == "Pod"), key=event_order):
+        index = current.get(event.name)
+        if index is None or (lives[index].gone_at is not None and event.action == "ADDED"):
+            current[event.name] = index = len(lives)
+            lives.append(PodLife(event.name, event.version, event.t, None, None, None))
+        life = lives[index]
+        if life.gone_at is not None:
+            continue
+        lives[index] = dataclasses.replace(
+            life,
+            version=_first(life.version, event.version),
+            ready_at=_first(life.ready_at, event.t if event.ready else None),
+            terminating_at=_first(life.terminating_at, event.t if event.terminating else None),
+            gone_at=event.t if event.action == "DELETED" else None,
+        )
+    return sorted(lives, key=lambda life: (life.created, life.name))
+
+
+def _first(known: T | None, seen: T | None) -> T | None:
+    return known if known is not None else seen
+
+
+# -- what the harness did, and how it ended ------------------------------------------
+
+
+@dataclass(frozen=True)
+class Marks:
+    """When the harness started and finished the upgrade (epoch seconds)."""
+
+    started: float
+    finished: float | None
+    """When `pulumi up` of the new version returned; None if it failed."""
+    ended: float
+    """When traffic was stopped."""
+    rollout_error: str | None = None
+    rolled_back: bool = False
+
+
+@dataclass(frozen=True)
+class FinalState:
+    """The namespace after the run: what serves now."""
+
+    desired_replicas: int
+    ready_by_version: dict[str, int]
+
+
+# -- reading JSONL ---------------------------------------------------------------------
+
+
+def _read_jsonl(path: Path, make: Callable[[bytes], T]) -> list[T]:
+    """Each line through `make`. A run killed mid-write leaves a last line without its
+    newline: that one is dropped; any other line that does not parse is an error."""
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    found: list[T] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            found.append(make(line))
+        except (ValueError, TypeError, KeyError) as e:
+            if number == len(lines):
+                log.warning("%s: dropped its unfinished last line", path)
+                continue
+            raise EvidenceError(f"{path}:{number}: not a record of this run ({e}); the run "
+                                "cannot be judged from a damaged file") from e
+    return found

@@ -1,0 +1,80 @@
+"""The one start-up sequence: toolchain → cluster → model images → stack → chart repository.
+
+`up`, `down`, `verify` and `rehearse` all begin the same way and end the same
+way, so they share this context manager instead of each writing its own:
+the images of every version under test are built and loaded once per run,
+a cluster this run created never inherits a stack of an earlier cluster of
+the same name, and on the way out the cluster goes unless it is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from harness import charts, cluster, errors, images, progress, toolchain
+from harness.cluster import Cluster
+from harness.deploy import ModelStack
+from harness.settings import Settings
+from harness.toolchain import Toolchain
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything a rollout needs, ready."""
+
+    cluster: Cluster
+    stack: ModelStack
+    chart_repo: str | None
+    """URL of the chart repository on 127.0.0.1 (chart source "repo"), else None."""
+
+
+@contextlib.contextmanager
+def prepared(settings: Settings, versions: Sequence[str] = ()) -> Iterator[Prepared]:
+    """A cluster with the model stack and the images of `versions`; afterwards the
+    cluster is deleted unless `settings.cluster.keep`."""
+    tools, deploy_tools = toolchain.ensure_all(settings)
+    made = cluster.up(settings.cluster, tools)
+    stack = ModelStack(settings, made, tools, deploy_tools)
+    try:
+        if made.created:
+            stack.forget()
+        load_images(settings, made, tools, versions)
+        with chart_repository(settings, stack, versions) as repo:
+            yield Prepared(made, stack, repo)
+    finally:
+        if not settings.cluster.keep:
+            # the cluster goes, and with it everything the stack made: drop the
+            # stack's state instead of destroying object by object (18 s saved)
+            with contextlib.suppress(errors.HarnessError):
+                stack.forget()
+            cluster.down(settings.cluster, tools)
+
+
+def load_images(settings: Settings, made: Cluster, tools: Toolchain,
+                versions: Sequence[str]) -> None:
+    """Build (unless built from the same sources) and `kind load` each version's image."""
+    if not versions:
+        return
+    with progress.step("building and loading the model images"):
+        for version in dict.fromkeys(versions):
+            ref = images.ensure(settings, tools.cache, version)
+            images.load(made.name, tools.kind, ref, tools.cache)
+
+
+@contextlib.contextmanager
+def chart_repository(settings: Settings, stack: ModelStack,
+                     versions: Sequence[str]) -> Iterator[str | None]:
+    """With chart source "repo", the chart packaged at each version and served on
+    127.0.0.1 for the block; with "folder", nothing (None)."""
+    if settings.deploy.chart_source != "repo":
+        yield None
+        return
+    for version in versions:
+        stack.repository.package(version)
+    with charts.serve(stack.repository.folder) as url:
+        yield url
