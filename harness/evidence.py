@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
@@ -39,33 +39,14 @@ class EvidenceError(errors.HarnessError):
 # -- requests (requests.jsonl) ------------------------------------------------
 
 
-class RequestRecord(TypedDict):
-    """One request as a line of requests.jsonl, in the order requests finished::
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request: a line of requests.jsonl as the recorder writes it (in the order
+    requests finished) and as the verdict and the report read it::
 
         {"t": 1764400000.123, "latency_ms": 2.41, "status": 200, "error": null,
          "version": "1.1.0", "ok": true, "name": "predict"}
     """
-
-    t: float
-    """Start, epoch seconds."""
-    latency_ms: float
-    status: int
-    """0 when no response arrived; ``error`` then says why."""
-    error: str | None
-    version: str | None
-    """The X-Model-Version header of the pod that answered."""
-    ok: bool
-    name: str
-
-
-def encode_request(record: RequestRecord) -> bytes:
-    """The one writer of a requests.jsonl line."""
-    return orjson.dumps(record) + b"\n"
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    """One request, as the verdict and the report read it."""
 
     t: float
     """Start, epoch seconds."""
@@ -76,11 +57,19 @@ class Request:
     version: str | None
     """The X-Model-Version of the pod that answered."""
     ok: bool
+    name: str = "predict"
+    """Locust's name for the request."""
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Request:
         return cls(float(record["t"]), float(record["latency_ms"]), int(record["status"]),
-                   record.get("error"), record.get("version"), bool(record["ok"]))
+                   record.get("error"), record.get("version"), bool(record["ok"]),
+                   str(record.get("name", "predict")))
+
+
+def encode_request(request: Request) -> bytes:
+    """The one writer of a requests.jsonl line (orjson writes dataclasses as they are)."""
+    return orjson.dumps(request) + b"\n"
 
 
 def read_requests(path: Path) -> list[Request]:

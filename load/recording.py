@@ -1,8 +1,8 @@
 """Every request written down: a buffered JSONL recorder for Locust's ``request`` event.
 
-One line per request, in the order requests finished, in the schema of
-``harness.evidence.RequestRecord`` (written by its ``encode_request``, read
-back by its ``read_requests``): ``t`` is the request's start (epoch seconds),
+One line per request, in the order requests finished: a
+``harness.evidence.Request`` (written by its ``encode_request``, read back by
+its ``read_requests``): ``t`` is the request's start (epoch seconds),
 ``status`` is 0 when no response arrived (then ``error`` says why),
 ``version`` is the ``X-Model-Version`` header of the pod that answered.
 Lines are kept in memory
@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from harness.evidence import RequestRecord, encode_request
+from harness.evidence import Request, encode_request
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +54,16 @@ class Recorder:
         status = int(getattr(response, "status_code", 0) or 0)
         headers = getattr(response, "headers", None)
         version = headers.get("X-Model-Version") if headers is not None else None
-        record: RequestRecord = {
-            "t": start_time or 0.0,
-            "latency_ms": round(float(response_time or 0.0), 3),
-            "status": status,
-            "error": None if exception is None else f"{type(exception).__name__}: {exception}",
-            "version": version,
-            "ok": exception is None,
-            "name": name,
-        }
-        self._lines.append(encode_request(record))
+        request = Request(
+            t=start_time or 0.0,
+            latency_ms=round(float(response_time or 0.0), 3),
+            status=status,
+            error=None if exception is None else f"{type(exception).__name__}: {exception}",
+            version=version,
+            ok=exception is None,
+            name=name,
+        )
+        self._lines.append(encode_request(request))
         self.count += 1
         if len(self._lines) >= self.buffer_lines:
             self.flush()

@@ -135,11 +135,8 @@ def test_a_broken_line_inside_the_file_is_an_error(tmp_path: Path):
         evidence.read_events(path)
 
 
-def record(t: float, **changes: object) -> evidence.RequestRecord:
-    line: evidence.RequestRecord = {"t": t, "latency_ms": 2.5, "status": 200, "error": None,
-                                    "version": "1.0.0", "ok": True, "name": "predict"}
-    line.update(changes)  # type: ignore[typeddict-item]
-    return line
+def record(t: float, **changes: object) -> Request:
+    return dataclasses.replace(Request(t, 2.5, 200, None, "1.0.0", True), **changes)
 
 
 def test_requests_round_trip_in_start_order(tmp_path: Path):

@@ -93,3 +93,9 @@ def test_a_bad_flag_names_the_flag_and_a_bad_variable_names_the_variable():
         settings.resolve("verify", {"traffic.users": "0"}, {})
     with pytest.raises(errors.UsageError, match="HARNESS_USERS must be a number, not 'many'"):
         settings.resolve("verify", {}, {"HARNESS_USERS": "many"})
+
+
+def test_the_readme_lists_every_variable():
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    missing = [opt.env for _, _, opt in settings.options() if opt.env and opt.env not in readme]
+    assert not missing, f"README.md does not list {missing}"
