@@ -6,17 +6,21 @@ BIN := $(VENV)/bin
 HARNESS := $(BIN)/rollout-harness
 PYTEST := $(BIN)/pytest
 
-.PHONY: help setup helm toolchain toolchain-check cluster-up cluster-down verify rehearse rollout down test lint unit e2e bench clean
+.PHONY: help setup helm toolchain toolchain-check cluster-up cluster-down verify rehearse calibrate rollout down test lint unit e2e bench clean
 
 OLD ?= 1.0.0
 NEW ?= 1.1.0
 
 REPORT ?= rollout-report
+RUNS ?= 10
+CONTROLS ?= all
 
 help:
 	@echo "make verify      the gate: roll OLD (1.0.0) -> NEW (1.1.0) under traffic on a fresh kind"
 	@echo "                 cluster; exit 0 PASS, 1 FAIL, 3 INCONCLUSIVE; report in ./$(REPORT)"
 	@echo "make rehearse    the same rollout and verdict on the (kept) cluster"
+	@echo "make calibrate   every control RUNS (10) times at the default settings: detection"
+	@echo "                 rate with its 95% interval per control; table in ./calibration"
 	@echo "make rollout     deploy OLD, then roll out NEW with the Pulumi program (no traffic)"
 	@echo "make test        lint, unit tests, then e2e tests on a real kind cluster"
 	@echo "make toolchain   docker, kind, node image (built from Go modules if needed)"
@@ -54,6 +58,9 @@ verify: setup
 rehearse: setup
 	$(HARNESS) rehearse --from $(OLD) --to $(NEW) --report-dir $(REPORT) $(ARGS)
 
+calibrate: setup
+	$(HARNESS) calibrate --runs $(RUNS) --controls $(CONTROLS) --report-dir calibration $(ARGS)
+
 # the rollout alone, without traffic or verdict
 rollout: setup
 	$(HARNESS) up --version $(OLD)
@@ -82,4 +89,4 @@ bench: setup
 
 clean:
 	-$(HARNESS) cluster down
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache reports $(REPORT)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache reports $(REPORT) calibration

@@ -27,6 +27,8 @@ sys.path.insert(0, str(ROOT / "load"))
 import recording  # noqa: E402
 from model_server import testing, train  # noqa: E402
 
+from harness.evidence import read_requests  # noqa: E402
+
 
 def locust_rps(
     url: str, users: int, seconds: float, work: Path, record: Path | None
@@ -88,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         plain.append(
                             locust_rps(server.url, args.users, args.duration, work, None)[0]
                         )
-                lines += len(recording.read(record))
+                lines += len(read_requests(record))
     cost = on_request_cost()
     p, r = statistics.mean(plain), statistics.mean(recorded)
     overhead = (p - r) / p * 100

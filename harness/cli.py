@@ -31,6 +31,8 @@ COMMANDS = {
     "verify": "the gate: make a cluster, roll FROM -> TO under traffic, judge every request, "
               "clean up",
     "rehearse": "the same rollout and verdict on an existing (or reused) cluster, which stays",
+    "calibrate": "run every control N times at the gate's settings; print each one's "
+                 "detection rate with its 95% interval",
     "serve": "run the model server locally, without docker",
 }
 
@@ -149,6 +151,20 @@ def cmd_gate(args: argparse.Namespace, settings: Settings) -> int:
     return verify.EXIT_CODES[result.verdict.outcome]
 
 
+def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
+    from harness import calibrate
+
+    rows = calibrate.calibrate(settings)
+    print(calibrate.table(rows))
+    print(f"written: {settings.gate.report_dir.resolve() / 'calibration.json'}")
+    wrong = [row.control.name for row in rows
+             if row.control.expected != "measure" and row.hits < len(row.runs)]
+    if wrong:
+        progress.say(f"the gate gave a wrong verdict in some runs of: {', '.join(wrong)}")
+        return 1
+    return 0
+
+
 def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:
     from harness import cluster, toolchain
 
@@ -185,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_down(args, settings)
         if args.command in ("verify", "rehearse"):
             return cmd_gate(args, settings)
+        if args.command == "calibrate":
+            return cmd_calibrate(args, settings)
         if args.command == "serve":
             from harness import serve
 

@@ -67,6 +67,10 @@ class ModelStack:
         self.repository = charts.Repository.of_current_chart(
             self.cache.state / "charts", tools.helm, self.cache.log("helm"))
 
+    def configured(self, settings: Settings) -> ModelStack:
+        """The same stack deployed with other settings (a control's rollout timeout)."""
+        return ModelStack(settings, self.cluster, self.toolchain, self.tools)
+
     # -- public operations -------------------------------------------------
 
     def up(self, version: str, values: Mapping[str, Any] | None = None,

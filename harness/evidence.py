@@ -28,6 +28,9 @@ T = TypeVar("T")
 VERSION_LABEL = "rollout-harness/model-version"
 """Set by the chart (_helpers.tpl) on the Deployment, its ReplicaSets and pods."""
 
+NEW_CONNECTION = "predict-new-connection"
+"""The request name of the clients that open a new connection for every request."""
+
 ACTIONS = ("ADDED", "MODIFIED", "DELETED")
 """Watch actions in life-cycle order (ties in time are broken by it)."""
 
@@ -45,7 +48,7 @@ class Request:
     requests finished) and as the verdict and the report read it::
 
         {"t": 1764400000.123, "latency_ms": 2.41, "status": 200, "error": null,
-         "version": "1.1.0", "ok": true, "name": "predict"}
+         "version": "1.1.0", "ok": true, "name": "predict", "pod": "ml-model-7d9f-x2x"}
     """
 
     t: float
@@ -58,13 +61,15 @@ class Request:
     """The X-Model-Version of the pod that answered."""
     ok: bool
     name: str = "predict"
-    """Locust's name for the request."""
+    """Locust's name for the request: which kind of client sent it (see load/locustfile.py)."""
+    pod: str | None = None
+    """The X-Pod-Name of the pod that answered; None when no answer came."""
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Request:
         return cls(float(record["t"]), float(record["latency_ms"]), int(record["status"]),
                    record.get("error"), record.get("version"), bool(record["ok"]),
-                   str(record.get("name", "predict")))
+                   str(record.get("name", "predict")), record.get("pod"))
 
 
 def encode_request(request: Request) -> bytes:
@@ -78,6 +83,30 @@ def read_requests(path: Path) -> list[Request]:
         return []
     found = _read_jsonl(path, lambda raw: Request.from_record(orjson.loads(raw)))
     return sorted(found, key=lambda r: r.t)
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Locust's own count of the requests it made (load-summary.json), to hold the
+    record against: a request Locust made that is not in requests.jsonl is evidence lost."""
+
+    locust_requests: int
+    locust_failures: int
+    recorded: int
+    """Lines the recorder says it wrote."""
+
+
+def read_tally(path: Path) -> Tally | None:
+    """The load's summary; None when Locust wrote none (it did not end by itself)."""
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        return Tally(int(data["locust_requests"]), int(data["locust_failures"]),
+                     int(data["recorded"]))
+    except (ValueError, KeyError, TypeError) as e:
+        raise EvidenceError(f"{path}: not a load summary ({e}); the run cannot be "
+                            "judged") from e
 
 
 # -- the rollout's timeline (events.jsonl) ---------------------------------------

@@ -14,7 +14,10 @@ same `series`, so the JSON and the picture cannot disagree.
 - ``plan``: the versions and rate of `verdict.Plan`, and every limit it judged by;
 - ``marks``: ``started, finished, ended, rollout_error, rolled_back`` and
   ``started_s, finished_s, ended_s``;
-- ``first_failures``: up to ten ``{at_seconds, status, error, version, latency_ms}``;
+- ``first_failures``: up to ten ``{at_seconds, cause, status, error, version, pod,
+  latency_ms}``;
+- ``failures``: ``[{cause, pod, how, count, first_s}]``: every failure by cause and the pod
+  it is laid at (``how``: answered, exiting, starting, unknown; see harness/causes.py);
 - ``pods``: ``[{name, version, created_s, ready_s, terminating_s, gone_s}]``;
 - ``events``: ``[{t_s, kind, name, action, version, ready, terminating, detail}]``;
 - ``series``: ``{bucket_seconds, buckets: [{t, requests, failures, p50_ms, p99_ms,
@@ -35,6 +38,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from harness.causes import cause
 from harness.evidence import Event, PodLife, Request
 from harness.verdict import Verdict, percentile
 
@@ -68,7 +72,8 @@ class Bucket:
 def write(folder: Path, verdict: Verdict, requests: Sequence[Request],
           lives: Sequence[PodLife], events: Sequence[Event]) -> Written:
     folder.mkdir(parents=True, exist_ok=True)
-    buckets = series(requests, verdict.marks.started, BUCKET_SECONDS)
+    buckets = series(requests, verdict.marks.started, BUCKET_SECONDS,
+                     verdict.plan.limits.slo_seconds * 1000)
     out = Written(folder / "verdict.json", folder / "junit.xml", folder / "report.html")
     _atomic(out.json, _json(verdict, buckets, lives, events).encode())
     _atomic(out.junit, _junit(verdict))
@@ -76,7 +81,8 @@ def write(folder: Path, verdict: Verdict, requests: Sequence[Request],
     return out
 
 
-def series(requests: Sequence[Request], start: float, bucket: float = 1.0) -> list[Bucket]:
+def series(requests: Sequence[Request], start: float, bucket: float = 1.0,
+           slo_ms: float = math.inf) -> list[Bucket]:
     """Requests in fixed slices from the first to the last; empty slices are kept as gaps."""
     if bucket <= 0:
         raise ValueError(f"bucket must be a positive number of seconds, not {bucket!r}")
@@ -85,12 +91,14 @@ def series(requests: Sequence[Request], start: float, bucket: float = 1.0) -> li
         slots.setdefault(math.floor((r.t - start) / bucket), []).append(r)
     if not slots:
         return []
-    return [_bucket(k * bucket, slots.get(k, [])) for k in range(min(slots), max(slots) + 1)]
+    return [_bucket(k * bucket, slots.get(k, []), slo_ms)
+            for k in range(min(slots), max(slots) + 1)]
 
 
-def _bucket(t: float, rs: Sequence[Request]) -> Bucket:
+def _bucket(t: float, rs: Sequence[Request], slo_ms: float) -> Bucket:
     ok = [r.latency_ms for r in rs if r.ok]
-    return Bucket(round(t, 6), len(rs), sum(not r.ok for r in rs), percentile(ok, 50),
+    failed = sum(cause(r, slo_ms) is not None for r in rs)
+    return Bucket(round(t, 6), len(rs), failed, percentile(ok, 50),
                   percentile(ok, 99), dict(Counter(r.version for r in rs if r.version)))
 
 
@@ -125,6 +133,8 @@ def _json(v: Verdict, buckets: Sequence[Bucket], lives: Sequence[PodLife],
         "marks": {**asdict(m), "started_s": 0.0, "finished_s": _rel(m.finished, s),
                   "ended_s": _rel(m.ended, s)},
         "first_failures": list(v.first_failures),
+        "failures": [{"cause": a.cause, "pod": a.pod, "how": a.how, "count": a.count,
+                      "first_s": _rel(a.first, s)} for a in v.figures.attributions],
         "pods": [{"name": p.name, "version": p.version, "created_s": _rel(p.created, s),
                   "ready_s": _rel(p.ready_at, s), "terminating_s": _rel(p.terminating_at, s),
                   "gone_s": _rel(p.gone_at, s)} for p in lives],
@@ -204,9 +214,10 @@ def _html(v: Verdict, buckets: Sequence[Bucket], lives: Sequence[PodLife],
           events: Sequence[Event]) -> str:
     checks = "".join(f'<li class="{_e(c.outcome)}"><b>{_e(c.name)}</b>: {_e(c.detail)}</li>'
                      for c in v.checks)
-    first = _table(["at s", "status", "error", "version", "latency ms"],
-                   [[f.get(k) for k in ("at_seconds", "status", "error", "version", "latency_ms")]
-                    for f in v.first_failures])
+    columns = ("at_seconds", "cause", "status", "error", "version", "pod", "latency_ms")
+    first = _table(["at s", "cause", "status", "error", "version", "pod", "latency ms"],
+                   [[f.get(k) for k in columns] for f in v.first_failures])
+    failures = _failures(v, lives)
     evs = _table(["t s", "kind", "name", "action", "version", "ready", "detail"],
                  [[_rel(e.t, v.marks.started), e.kind, e.name, e.action, e.version, e.ready,
                    e.detail] for e in events])
@@ -214,7 +225,7 @@ def _html(v: Verdict, buckets: Sequence[Bucket], lives: Sequence[PodLife],
             f"<title>rollout gate: {_e(v.outcome.upper())}</title><style>{_CSS}</style></head>"
             f'<body><header class="{_e(v.outcome)}"><h1>{_e(v.outcome.upper())}</h1>'
             f'<p class="summary">{_e(v.summary())}</p></header><ul class="checks">{checks}</ul>'
-            f"<h2>Timeline</h2>{_svg(v, buckets, lives, events)}"
+            f"{failures}<h2>Timeline</h2>{_svg(v, buckets, lives, events)}"
             f"<details><summary>First failures ({len(v.first_failures)})</summary>{first}"
             f"</details><details><summary>Watch events ({len(events)})</summary>{evs}</details>"
             "</body></html>\n")
@@ -233,10 +244,11 @@ def _svg(v: Verdict, buckets: Sequence[Bucket], lives: Sequence[PodLife],
     ends = [t for _, t in marks if t is not None] + [_rel(v.marks.ended, s) or 0.0]
     lo = min([0.0] + [b.t for b in buckets[:1]])
     axis = _Axis(lo, max([lo + 1.0, *ends] + [b.t + BUCKET_SECONDS for b in buckets[-1:]]))
-    tops = [74 + i * (_PANEL + _GAP) for i in range(3)]
-    lanes, bottom = _lanes(axis, lives, events, v, tops[2] + _PANEL + _GAP)
+    tops = [74 + i * (_PANEL + _GAP) for i in range(4)]
+    lanes, bottom = _lanes(axis, lives, events, v, tops[3] + _PANEL + _GAP)
     parts = [_grid(axis, 60, bottom), _rate(axis, buckets, tops[0]),
-             _latency(axis, buckets, tops[1]), _share(axis, buckets, v, tops[2]), lanes,
+             _failed(axis, buckets, tops[1]), _latency(axis, buckets, tops[2]),
+             _share(axis, buckets, v, tops[3]), lanes,
              _markers(axis, marks, bottom)]
     defs = ('<defs><pattern id="stripes" width="6" height="6" patternUnits="userSpaceOnUse" '
             'patternTransform="rotate(45)"><rect width="3" height="6" fill="#fff" '
@@ -294,6 +306,38 @@ def _rate(axis: _Axis, buckets: Sequence[Bucket], top: float) -> str:
         if h_bad:
             out.append(_bar(axis, b.t, base - h_ok - h_bad, h_bad, _RED, tip))
     return "".join(out)
+
+
+def _failed(axis: _Axis, buckets: Sequence[Bucket], top: float) -> str:
+    """Failures on a scale of their own: one failed request among thousands is a full
+    bar here, where on the rate panel it is a sliver."""
+    worst = max([b.failures for b in buckets] or [0])
+    out = [_frame(top, "failed requests per second" + ("" if worst else ": none"),
+                  _nice(worst), "/s")]
+    for b in buckets:
+        if b.failures:
+            h = b.failures / _nice(worst) * _PANEL
+            out.append(_bar(axis, b.t, top + _PANEL - h, h, _RED,
+                            f"{b.t:g}s: {b.failures} of {b.requests} failed"))
+    return "".join(out)
+
+
+def _failures(v: Verdict, lives: Sequence[PodLife]) -> str:
+    """Each cause laid at its pod, with that pod's life around it."""
+    if not v.figures.attributions:
+        return ""
+    s = v.marks.started
+    life = {p.name: p for p in lives}
+    rows = []
+    for a in v.figures.attributions:
+        pod = life.get(a.pod or "")
+        rows.append([a.count, a.cause, a.pod or "-", a.how, _rel(a.first, s),
+                     _rel(pod.ready_at, s) if pod else None,
+                     _rel(pod.terminating_at, s) if pod else None,
+                     _rel(pod.gone_at, s) if pod else None])
+    table = _table(["requests", "cause", "pod", "how", "first at s", "pod ready s",
+                    "pod terminating s", "pod gone s"], rows)
+    return f'<h2 class="fail">Failed requests by cause and pod</h2>{table}'
 
 
 def _latency(axis: _Axis, buckets: Sequence[Bucket], top: float) -> str:

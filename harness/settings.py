@@ -32,9 +32,11 @@ CHART_SOURCES: tuple[ChartSource, ...] = ("folder", "repo")
 Parse = Callable[[Any, str], Any]
 """(raw value, the flag or variable it came from) → value; raises UsageError naming it."""
 
-CLUSTER_COMMANDS = ("cluster", "up", "down", "verify", "rehearse")
-DEPLOY_COMMANDS = ("up", "verify", "rehearse")
-GATE_COMMANDS = ("verify", "rehearse")
+CLUSTER_COMMANDS = ("cluster", "up", "down", "verify", "rehearse", "calibrate")
+DEPLOY_COMMANDS = ("up", "verify", "rehearse", "calibrate")
+GATE_COMMANDS = ("verify", "rehearse", "calibrate")
+ROLLOUT_COMMANDS = ("verify", "rehearse")
+"""The commands that take the versions to roll between (calibrate's controls name theirs)."""
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,8 @@ class ClusterSettings:
         30080, env="HARNESS_HOST_PORT", parse=port, help="port on 127.0.0.1 that reaches node_port")
     keep: bool = option(
         False, flag="--keep", env="HARNESS_KEEP_CLUSTER", parse=boolean, action="store_true",
-        commands=("verify",), help="keep the cluster after the run instead of deleting it")
+        commands=("verify", "calibrate"),
+        help="keep the cluster after the run instead of deleting it")
     ready_timeout: float = option(
         240.0, unit="s", help="time for the node and coredns to become ready")
 
@@ -225,30 +228,52 @@ class DeploySettings:
 @dataclass(frozen=True)
 class TrafficSettings:
     users: int = option(
-        8, flag="--users", env="HARNESS_USERS", parse=integer(1), commands=GATE_COMMANDS,
-        help="concurrent clients, each with one keep-alive connection")
+        8, flag="--users", env="HARNESS_USERS", parse=integer(0), commands=GATE_COMMANDS,
+        help="keep-alive clients, each holding one connection")
+    churn_users: int = option(
+        4, flag="--churn-users", env="HARNESS_CHURN_USERS", parse=integer(0),
+        commands=GATE_COMMANDS,
+        help="clients opening a new connection for every request: they meet an endpoint "
+             "that still routes to an exited or unready pod, which kept-alive sockets skip")
     rate_per_user: float = option(
         20.0, flag="--rate", env="HARNESS_RATE_PER_USER", parse=number(0), unit=" req/s",
-        commands=GATE_COMMANDS, help="requests per second per user; 0 = as fast as answers come")
-    max_seconds: int = option(900, unit="s", help="hard bound on the load's length")
-    max_requests: int = option(250_000, help="hard bound on the number of requests")
+        commands=GATE_COMMANDS, help="requests per second per client; 0 = as fast as answers "
+                                     "come")
     timeout_seconds: float = option(
-        10.0, unit="s", help="connect and read timeout of one request: a slower answer fails")
-    stop_timeout: int = option(
-        10, unit="s", help="time users get to finish their request under way when the run ends")
+        10.0, unit="s", help="connect and read timeout of one request: no answer by then fails")
+    max_seconds: int = option(
+        1800, unit="s", help="hard bound on the load's length, whatever the run's plan")
+    max_requests: int = option(
+        2_000_000, help="hard bound on the number of requests (reached only at rate 0)")
+
+    def __post_init__(self) -> None:
+        if self.users + self.churn_users < 1:
+            raise errors.UsageError("--users and --churn-users are both 0: no traffic, no "
+                                    "verdict")
+
+    @property
+    def clients(self) -> int:
+        return self.users + self.churn_users
 
     @property
     def rate(self) -> float:
-        return self.users * self.rate_per_user
+        """Planned requests per second over all clients (0: as fast as answers come)."""
+        return self.clients * self.rate_per_user
+
+    @property
+    def stop_timeout(self) -> float:
+        """Time clients get to finish the request under way when the run ends: longer
+        than a request can take, so none is cut off unrecorded."""
+        return 2 * self.timeout_seconds + 5
 
 
 @dataclass(frozen=True)
 class GateSettings:
     from_version: str = option(
-        "1.0.0", flag="--from", commands=GATE_COMMANDS, help="the version serving before the "
-                                                            "rollout")
+        "1.0.0", flag="--from", commands=ROLLOUT_COMMANDS,
+        help="the version serving before the rollout")
     to_version: str = option(
-        "1.1.0", flag="--to", commands=GATE_COMMANDS, help="the version rolled out")
+        "1.1.0", flag="--to", commands=ROLLOUT_COMMANDS, help="the version rolled out")
     baseline_seconds: float = option(
         10.0, flag="--baseline", parse=number(1), unit="s", commands=GATE_COMMANDS,
         help="traffic on the old version before the upgrade starts")
@@ -282,6 +307,26 @@ class VerdictSettings:
         3.0, help="latency budget: rollout p99 <= max(baseline p99 * factor, baseline p99 + "
                   "floor)")
     p99_floor_ms: float = option(100.0, unit=" ms", help="the latency budget's floor")
+    slo_seconds: float = option(
+        1.0, flag="--slo", env="HARNESS_SLO_SECONDS", parse=number(0.001), unit="s",
+        commands=GATE_COMMANDS,
+        help="a request slower than this fails (\"slow\"), whatever its answer")
+    power_window_seconds: float = option(
+        5.0, unit="s", help="how far before a pod is marked terminating its answers count")
+    min_answered_before_exit: int = option(
+        20, help="answers a replaced pod must have given in that window")
+    min_new_connections_while_exiting: int = option(
+        40, help="new-connection requests that must start while a replaced pod terminates")
+
+
+@dataclass(frozen=True)
+class CalibrateSettings:
+    runs: int = option(
+        10, flag="--runs", parse=integer(1), commands=("calibrate",),
+        help="runs of each control, interleaved round by round")
+    controls: str = option(
+        "all", flag="--controls", commands=("calibrate",), metavar="NAMES",
+        help="comma-separated control names (see harness/controls.py), or all")
 
 
 GROUPS: dict[str, type[Any]] = {
@@ -291,6 +336,7 @@ GROUPS: dict[str, type[Any]] = {
     "traffic": TrafficSettings,
     "gate": GateSettings,
     "verdict": VerdictSettings,
+    "calibrate": CalibrateSettings,
 }
 
 
@@ -302,6 +348,7 @@ class Settings:
     traffic: TrafficSettings = field(default_factory=TrafficSettings)
     gate: GateSettings = field(default_factory=GateSettings)
     verdict: VerdictSettings = field(default_factory=VerdictSettings)
+    calibrate: CalibrateSettings = field(default_factory=CalibrateSettings)
 
     @property
     def cache_dir(self) -> Path:

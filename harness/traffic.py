@@ -10,6 +10,7 @@ requests under way are finished and written down rather than cut off.
 from __future__ import annotations
 
 import logging
+import math
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 
 from harness import errors, procs, resources
-from harness.evidence import Request, read_requests
+from harness.evidence import Request, Tally, read_requests, read_tally
 from harness.settings import TrafficSettings
 
 log = logging.getLogger(__name__)
@@ -28,19 +29,29 @@ LOCUSTFILE = resources.LOCUSTFILE
 
 
 class TrafficError(errors.HarnessError):
-    """Locust could not run; the message names its log."""
+    """Locust could not run, or its record cannot be trusted; the message names its log."""
 
 
 class Traffic:
-    """A bounded Locust run against `url`, writing requests.jsonl into `folder`."""
+    """A bounded Locust run against `url`, writing requests.jsonl into `folder`.
+
+    `planned_seconds` is how long the run may need; Locust's own time and request
+    bounds follow from it (and from the settings' hard bounds), so a run is never
+    cut short by a bound that ignores its plan.
+    """
 
     def __init__(self, url: str, folder: Path, settings: TrafficSettings,
-                 model_name: str = "ml-model") -> None:
+                 model_name: str = "ml-model", planned_seconds: float = 600.0) -> None:
         self.url = url
         self.settings = settings
         self.model_name = model_name
+        self.seconds = max(1, min(settings.max_seconds, math.ceil(planned_seconds)))
+        self.max_requests = (min(settings.max_requests, math.ceil(settings.rate * self.seconds
+                                                                  * 2))
+                             if settings.rate > 0 else settings.max_requests)
         folder = folder.resolve()  # Locust runs in the folder: relative paths would nest
         self.record_file = folder / "requests.jsonl"
+        self.summary_file = folder / "load-summary.json"
         self.stop_file = folder / "locust.stop"
         self.log_path = folder / "locust.log"
         self._process: subprocess.Popen[bytes] | None = None
@@ -52,23 +63,29 @@ class Traffic:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.stop()
+        self.stop(judged=error is None)  # an error already under way is the one to see
 
     def start(self) -> None:
-        for stale in (self.record_file, self.stop_file):
+        for stale in (self.record_file, self.summary_file, self.stop_file):
             stale.unlink(missing_ok=True)
         s = self.settings
         command = [
             sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", self.url,
             "--headless", "--only-summary", "--loglevel", "WARNING",
-            "-u", str(s.users), "-r", str(s.users), "-t", f"{s.max_seconds}s",
-            "--stop-timeout", str(s.stop_timeout),
+            "-u", str(s.clients), "-r", str(s.clients), "-t", f"{self.seconds}s",
+            "--stop-timeout", f"{s.stop_timeout:g}",
+            # failed requests are the gate's evidence, not Locust's error: a non-zero
+            # exit then means Locust itself went wrong
+            "--exit-code-on-error", "0",
         ]
         env = procs.environment({
             "LOAD_RECORD_FILE": str(self.record_file),
+            "LOAD_SUMMARY_FILE": str(self.summary_file),
             "LOAD_STOP_FILE": str(self.stop_file),
+            "LOAD_USERS": str(s.users),
+            "LOAD_CHURN_USERS": str(s.churn_users),
             "LOAD_RPS_PER_USER": str(s.rate_per_user),
-            "LOAD_MAX_REQUESTS": str(s.max_requests),
+            "LOAD_MAX_REQUESTS": str(self.max_requests),
             "LOAD_TIMEOUT_SECONDS": str(s.timeout_seconds),
             "LOAD_MODEL_NAME": self.model_name,
         })
@@ -79,13 +96,20 @@ class Traffic:
                                              cwd=self.record_file.parent)
 
     def require_running(self) -> None:
-        """Raise if Locust already ended (a bad locustfile, an import error)."""
+        """Raise if Locust already ended (a bad locustfile, an import error, a bound met)."""
         if self._process is not None and self._process.poll() is not None:
-            raise TrafficError(f"the load generator exited early (code {self._process.returncode})"
-                               f"; see {self.log_path}\n{procs.tail(self.log_path, 5)}")
+            raise TrafficError(
+                f"the load generator ended before the run did (code {self._process.returncode}"
+                f", bounds {self.seconds}s / {self.max_requests} requests); see {self.log_path}"
+                f"\n{procs.tail(self.log_path, 5)}")
 
-    def stop(self) -> None:
-        """End the run through the stop file; kill it only if it does not end in time."""
+    def stop(self, judged: bool = True) -> None:
+        """End the run through the stop file; kill it only if it does not end in time.
+
+        Locust's exit code is checked (when the record is going to be `judged`): with
+        --exit-code-on-error 0, anything but 0 means the load generator itself failed,
+        and its record is not evidence.
+        """
         process, self._process = self._process, None
         if process is None:
             return
@@ -96,15 +120,23 @@ class Traffic:
         except subprocess.TimeoutExpired as e:
             process.kill()
             process.wait()
-            raise TrafficError(f"the load generator did not stop within {deadline}s and was "
+            raise TrafficError(f"the load generator did not stop within {deadline:g}s and was "
                                f"killed; its records may be incomplete; see {self.log_path}") from e
         finally:
             self.stop_file.unlink(missing_ok=True)
         log.debug("locust exited with %s", process.returncode)
+        if process.returncode != 0 and judged:
+            raise TrafficError(f"the load generator failed (exit {process.returncode}); its "
+                               f"record {self.record_file} is not judged; see {self.log_path}"
+                               f"\n{procs.tail(self.log_path, 5)}")
 
     def requests(self) -> list[Request]:
         """Everything Locust recorded, in start order."""
         return read_requests(self.record_file)
+
+    def tally(self) -> Tally | None:
+        """Locust's own totals, written when it ended."""
+        return read_tally(self.summary_file)
 
 
 def wait_answering(url: str, model_name: str, timeout: float) -> None:

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from harness.evidence import FinalState, Marks, PodLife, Request, WatchGap
+from harness.causes import Attribution, attribute, cause, story
+from harness.evidence import NEW_CONNECTION, FinalState, Marks, PodLife, Request, Tally, WatchGap
 from harness.settings import VerdictSettings
 
 Outcome = Literal["pass", "fail", "inconclusive"]
@@ -55,7 +56,7 @@ class Figures:
     failures: int
     by_version: dict[str, int]
     errors: dict[str, int]
-    """Failures by status or exception text."""
+    """Failures by cause (see harness/causes.py)."""
     completed: float | None
     """When the last pod of the old version was gone (epoch seconds)."""
     rate_achieved: float
@@ -65,6 +66,10 @@ class Figures:
     p99_after_ms: float | None
     longest_gap_seconds: float | None
     replaced_pods: int
+    attributions: tuple[Attribution, ...] = ()
+    """Failures by cause and pod."""
+    recorded_by_locust: int | None = None
+    """Locust's own count of the requests it made, when it gave one."""
 
 
 @dataclass(frozen=True)
@@ -77,12 +82,18 @@ class Verdict:
     first_failures: tuple[dict[str, Any], ...] = field(default=())
 
     def summary(self) -> str:
+        """One line that reads right whatever the outcome: what broke, then the run."""
         f = self.figures
-        broken = [c.name for c in self.checks if c.outcome == self.outcome != "pass"]
-        why = f" ({', '.join(broken)})" if broken else ""
-        return (f"{self.outcome.upper()}{why}: {f.requests} requests, {f.failures} failed, "
-                f"{self.plan.from_version} → {self.plan.to_version}, "
-                f"{f.replaced_pods} pods replaced")
+        run = (f"{self.plan.from_version} → {self.plan.to_version}, "
+               f"{f.replaced_pods} pods replaced")
+        if self.outcome == "pass":
+            return f"PASS: {f.requests} requests, 0 failed, {run}"
+        if f.failures:
+            return (f"{self.outcome.upper()}: {f.failures:,} of {f.requests:,} requests failed: "
+                    f"{story(f.attributions)} ({run})")
+        decisive = next(c for c in self.checks if c.outcome == self.outcome)
+        return (f"{self.outcome.upper()}: {decisive.detail}; 0 of {f.requests:,} requests "
+                f"failed ({run})")
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -95,8 +106,12 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def judge(requests: Sequence[Request], lives: Sequence[PodLife], plan: Plan, marks: Marks,
-          final: FinalState, gaps: Sequence[WatchGap] = ()) -> Verdict:
-    """Apply every rule; the worst outcome of the checks is the verdict."""
+          final: FinalState, gaps: Sequence[WatchGap], tally: Tally | None) -> Verdict:
+    """Apply every rule; the worst outcome of the checks is the verdict.
+
+    `tally` is Locust's own count of what it sent (None: it left none), held
+    against `requests` so that evidence lost on the way is never judged as clean.
+    """
     requests = sorted(requests, key=lambda r: r.t)
     old_pods = [p for p in lives if p.version == plan.from_version]
     completed = _completed(old_pods)
@@ -104,14 +119,16 @@ def judge(requests: Sequence[Request], lives: Sequence[PodLife], plan: Plan, mar
     before = [r for r in requests if r.t < marks.started]
     during = [r for r in requests if marks.started <= r.t <= window_end]
     after = [r for r in requests if r.t > window_end]
-    failed = [r for r in requests if not r.ok]
+    slo_ms = plan.limits.slo_seconds * 1000
+    causes = [(r, why) for r in requests if (why := cause(r, slo_ms)) is not None]
+    failed = [r for r, _ in causes]
     replaced = [p for p in old_pods if p.terminating_at is not None]
 
     figures = Figures(
         requests=len(requests),
         failures=len(failed),
         by_version=dict(Counter(r.version or "none" for r in requests)),
-        errors=dict(Counter(_why(r) for r in failed)),
+        errors=dict(Counter(why for _, why in causes)),
         completed=completed,
         rate_achieved=_rate(requests),
         p50_baseline_ms=percentile([r.latency_ms for r in before if r.ok], 50),
@@ -120,14 +137,18 @@ def judge(requests: Sequence[Request], lives: Sequence[PodLife], plan: Plan, mar
         p99_after_ms=percentile([r.latency_ms for r in after if r.ok], 99),
         longest_gap_seconds=_longest_gap(requests, marks.started, window_end),
         replaced_pods=len(replaced),
+        attributions=tuple(attribute(causes, lives)),
+        recorded_by_locust=tally.locust_requests if tally else None,
     )
     checks = (
-        _no_failures(failed, marks),
+        _no_failures(causes, marks, figures),
         _rollout_finished(plan, marks, completed, old_pods, final),
         _versions(requests, plan, completed),
         _coverage(plan, before, after, replaced, requests, figures),
         _latency(plan, figures),
+        _power(plan, replaced, requests, lives),
         _timeline(gaps, requests, marks),
+        _evidence(tally, requests),
     )
     outcome: Outcome = "pass"
     if any(c.outcome == "fail" for c in checks):
@@ -135,9 +156,9 @@ def judge(requests: Sequence[Request], lives: Sequence[PodLife], plan: Plan, mar
     elif any(c.outcome == "inconclusive" for c in checks):
         outcome = "inconclusive"
     first = tuple(
-        {"at_seconds": round(r.t - marks.started, 3), "status": r.status, "error": r.error,
-         "version": r.version, "latency_ms": r.latency_ms}
-        for r in failed[:10]
+        {"at_seconds": round(r.t - marks.started, 3), "cause": why, "status": r.status,
+         "error": r.error, "version": r.version, "pod": r.pod, "latency_ms": r.latency_ms}
+        for r, why in causes[:10]
     )
     return Verdict(outcome, checks, figures, plan, marks, first)
 
@@ -145,15 +166,21 @@ def judge(requests: Sequence[Request], lives: Sequence[PodLife], plan: Plan, mar
 # -- the rules -----------------------------------------------------------------
 
 
-def _no_failures(failed: Sequence[Request], marks: Marks) -> Check:
-    if not failed:
-        return Check("no failed requests", "pass", "every request was answered with success")
-    kinds = Counter(_why(r) for r in failed).most_common(3)
-    first = failed[0]
+def _no_failures(causes: Sequence[tuple[Request, str]], marks: Marks, f: Figures) -> Check:
+    """Zero failed requests: an error, a non-2xx answer, a bad body, or an answer slower
+    than the client's SLO. Any one fails the gate."""
+    name = "no failed requests"
+    if not causes:
+        return Check(name, "pass", "every request was answered with success within the SLO")
+    first = causes[0][0]
+    pods = ", ".join(f"{a.count} {a.cause} at {a.pod} ({a.how})" if a.pod else
+                     f"{a.count} {a.cause} (no pod known)" for a in f.attributions[:3])
+    said = first.error or (f"HTTP {first.status}" if not first.ok else
+                           f"answered in {first.latency_ms:.0f} ms")
     return Check(
-        "no failed requests", "fail",
-        f"{len(failed)} failed, the first {first.t - marks.started:+.2f}s from the upgrade's "
-        f"start; " + ", ".join(f"{n} x {why}" for why, n in kinds),
+        name, "fail",
+        f"{len(causes)} of {f.requests} failed, the first {first.t - marks.started:+.2f}s from "
+        f"the upgrade's start: {story(f.attributions)}; {pods}; the first said: {said}",
     )
 
 
@@ -225,6 +252,77 @@ def _coverage(plan: Plan, before: Sequence[Request], after: Sequence[Request],
                  f"{figures.rate_achieved:.0f} req/s")
 
 
+def _power(plan: Plan, replaced: Sequence[PodLife], requests: Sequence[Request],
+           lives: Sequence[PodLife]) -> Check:
+    """Could the traffic have seen a fault at each replaced pod's exit?
+
+    Zero failures proves something only if failures would have shown. Two ways a
+    pod's exit fails clients, and what it takes to see each:
+
+    - requests in flight when the pod stops answering are cut: the pod must be
+      carrying traffic right up to its exit. At least `min_answered_before_exit`
+      (20) answers from it in the `power_window_seconds` (5 s) before it was
+      marked terminating: 4 a second, so a cut lasting a quarter of a second
+      meets one request on average and a longer one meets several;
+    - new connections routed to it after it stopped listening (kube-proxy
+      applies the endpoint removal late, or there is no preStop hook) are
+      refused or reset: new connections must keep arriving while it terminates.
+      At least `min_new_connections_while_exiting` (40) new-connection requests
+      start between its terminating mark and its deletion (at least 1 s): when
+      the Service spreads them over 4 pods and the exposed window is 0.5 s, 40 a
+      second meet it 5 times on average, and miss it entirely with odds of
+      e^-5 < 1 %.
+
+    Kept-alive connections alone skip the second window (a pooled client quietly
+    replaces a closed idle socket), which is why the default load has clients
+    that open a connection per request. Which pod answered comes from its
+    X-Pod-Name header; a server without one is credited its share of all answers.
+    """
+    name = "the traffic could have seen a fault at every pod's exit"
+    limits = plan.limits
+    named = any(r.pod for r in requests)
+    short: list[str] = []
+    for pod in replaced:
+        leaving = pod.terminating_at or 0.0
+        window = [r for r in requests if leaving - limits.power_window_seconds <= r.t < leaving]
+        if named:
+            answered = sum(1 for r in window if r.pod == pod.name)
+        else:
+            alive = [p for p in lives if p.created <= leaving
+                     and (p.gone_at is None or p.gone_at >= leaving)]
+            answered = len(window) // max(1, len(alive))
+        until = max(pod.gone_at or leaving, leaving + 1.0)
+        fresh = sum(1 for r in requests if r.name == NEW_CONNECTION and leaving <= r.t <= until)
+        if (answered < limits.min_answered_before_exit
+                or fresh < limits.min_new_connections_while_exiting):
+            short.append(f"{pod.name}: {answered} answers in the "
+                         f"{limits.power_window_seconds:g}s before it was marked terminating "
+                         f"(need {limits.min_answered_before_exit}), {fresh} new connections "
+                         f"while it terminated (need {limits.min_new_connections_while_exiting})")
+    if short:
+        return Check(name, "inconclusive", "; ".join(short[:3]))
+    if not replaced:
+        return Check(name, "inconclusive", "no pod was replaced")
+    return Check(name, "pass", f"each of the {len(replaced)} replaced pods answered at least "
+                               f"{limits.min_answered_before_exit} requests just before it was "
+                               f"marked terminating and met at least "
+                               f"{limits.min_new_connections_while_exiting} new connections "
+                               "while it terminated")
+
+
+def _evidence(tally: Tally | None, requests: Sequence[Request]) -> Check:
+    """Every request Locust made is in the record, or the record is not the run."""
+    name = "every request Locust made is in the record"
+    if tally is None:
+        return Check(name, "inconclusive", "Locust left no count of its requests to check the "
+                                           "record against")
+    if tally.locust_requests != len(requests) or tally.recorded != len(requests):
+        return Check(name, "inconclusive",
+                     f"Locust made {tally.locust_requests} requests, its recorder wrote "
+                     f"{tally.recorded}, the record holds {len(requests)}")
+    return Check(name, "pass", f"{len(requests)} requests made, {len(requests)} recorded")
+
+
 def _timeline(gaps: Sequence[WatchGap], requests: Sequence[Request], marks: Marks) -> Check:
     """Every rule above reads pod lives off the watch: a hole in it during the traffic
     may hide a pod's exit or move it in time, so the rules' answers cannot be trusted."""
@@ -259,10 +357,6 @@ def _completed(old_pods: Sequence[PodLife]) -> float | None:
     if not old_pods or any(p.gone_at is None for p in old_pods):
         return None
     return max(p.gone_at for p in old_pods if p.gone_at is not None)
-
-
-def _why(r: Request) -> str:
-    return f"HTTP {r.status}" if r.status else (r.error or "no response")
 
 
 def _rate(requests: Sequence[Request]) -> float:

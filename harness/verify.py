@@ -51,7 +51,7 @@ def verify(settings: Settings) -> Result:
 
 def rehearse(settings: Settings, ready: Prepared) -> Result:
     """Deploy the old version, roll to the new one under traffic, judge and report."""
-    gate, stack, made = settings.gate, ready.stack, ready.cluster
+    gate, stack, made = settings.gate, ready.stack.configured(settings), ready.cluster
     folder = gate.report_dir.resolve()
     folder.mkdir(parents=True, exist_ok=True)
     values = settings.deploy.values
@@ -62,9 +62,10 @@ def rehearse(settings: Settings, ready: Prepared) -> Result:
     namespace = settings.deploy.namespace
     t = settings.traffic
     with Watcher(api, namespace, folder / "events.jsonl") as watcher, \
-            Traffic(made.base_url, folder, t, model_name) as load:
-        progress.say(f"traffic: {t.users} users x {t.rate_per_user:g} req/s on "
-                     f"{made.base_url}; {gate.baseline_seconds:g}s on {gate.from_version} first")
+            Traffic(made.base_url, folder, t, model_name, planned_seconds(settings)) as load:
+        progress.say(f"traffic: {t.users} keep-alive + {t.churn_users} new-connection clients x "
+                     f"{t.rate_per_user:g} req/s on {made.base_url}; "
+                     f"{gate.baseline_seconds:g}s on {gate.from_version} first")
         _serve_a_while(load, gate.baseline_seconds)
         marks = _upgrade(stack, settings, ready.chart_repo)
         if marks.finished is not None:  # after a rollback the old version stays
@@ -78,11 +79,19 @@ def rehearse(settings: Settings, ready: Prepared) -> Result:
     events = watcher.events()
     lives = pod_lives(events)
     plan = Plan(gate.from_version, gate.to_version, rate=t.rate, limits=settings.verdict)
-    verdict = judge(requests, lives, plan, marks, final, watcher.gaps())
+    verdict = judge(requests, lives, plan, marks, final, watcher.gaps(), load.tally())
     written = report.write(folder, verdict, requests, lives, events)
     progress.say(f"verdict: {verdict.summary()}")
     progress.say(f"report: {written.html} (also {written.json.name}, {written.junit.name})")
     return Result(verdict, written)
+
+
+def planned_seconds(settings: Settings) -> float:
+    """The longest the traffic may have to run: baseline, an upgrade and a rollback each
+    awaited to their timeout, old pods draining, settle, and a minute to spare."""
+    gate = settings.gate
+    return (gate.baseline_seconds + 2 * settings.deploy.rollout_timeout + gate.drain_timeout
+            + gate.settle_seconds + 60)
 
 
 def _upgrade(stack: ModelStack, settings: Settings, repo: str | None) -> Marks:

@@ -1,8 +1,36 @@
-"""Inference traffic for the model server: keep-alive, no retries, every request recorded.
+"""Inference traffic for the model server: no retries, answers checked, every request recorded.
 
 Usable alone::
 
     locust -f load/locustfile.py --host http://127.0.0.1:30080 --headless -u 10 -r 10 -t 60s
+
+Two kinds of clients post the same predict requests:
+
+- keep-alive users (``InferenceUser``, recorded as ``name="predict"``) hold one
+  connection each, the way most clients talk to a service;
+- new-connection users (``NewConnectionUser``, ``name="predict-new-connection"``)
+  open a new TCP connection for every request (they send ``Connection: close``
+  and drop their connection pool after each answer). A pod that exits without
+  draining, or an endpoint that still routes to an exited or unready pod, is
+  met by new connections: kept-alive sockets mostly skip it.
+
+Each class runs exactly the number of users its setting says (Locust's
+``fixed_count``); pass ``-u`` = their sum. With ``LOAD_USERS`` unset the
+keep-alive class takes whatever ``-u`` users the churn class leaves, so a run
+by hand without settings is all keep-alive users, as before.
+
+With a rate, each user keeps its own schedule of intended send times, one
+every ``1 / rate`` seconds from a random phase in the first interval. A request
+that comes back late does not thin out the schedule: the ones due meanwhile are
+sent at once, and their recorded ``latency_ms`` runs from the time they were
+meant to be sent (``t`` in the record), so a stall is charged to every request
+queued behind it rather than hidden (no coordinated omission). Locust's own
+console statistics show service times only.
+
+Every answer is checked: a 2xx must be JSON ``{"predictions": [...],
+"model_version": "..."}`` with one prediction per instance sent, each a class
+label of the dataset, and ``model_version`` equal to the ``X-Model-Version``
+header; otherwise the request fails as ``bad body: <what was wrong>``.
 
 Feature vectors are the rows of the model's own dataset (scikit-learn's
 bundled wine data, read from its CSV without importing scikit-learn into
@@ -10,24 +38,35 @@ this gevent process), pre-encoded once so each request costs no JSON work.
 Settings from the environment:
 
 - ``LOAD_MODEL_NAME``: ``<name>`` in ``/v1/models/<name>:predict`` (ml-model);
-- ``LOAD_RPS_PER_USER``: requests per second per user (``constant_throughput``);
+- ``LOAD_USERS``: keep-alive users (unset: all ``-u`` users but the churn ones;
+  0: none);
+- ``LOAD_CHURN_USERS``: new-connection users (0);
+- ``LOAD_RPS_PER_USER``: requests per second per user, on each user's schedule;
   unset or 0 means as fast as the server answers;
 - ``LOAD_BATCH_SIZE``: instances per request (1);
 - ``LOAD_RECORD_FILE``: JSONL file of every request (see ``recording.py``);
+- ``LOAD_SUMMARY_FILE``: at the end, ``{"locust_requests": N, "locust_failures":
+  F, "recorded": R}`` (Locust's totals and the lines written to the record)
+  so the two can be reconciled; ``recorded`` is 0 without a record file;
 - ``LOAD_MAX_REQUESTS``: stop the run after this many requests (0: no cap);
 - ``LOAD_TIMEOUT_SECONDS``: connect and read timeout (10);
-- ``LOAD_DATA_FILE``: a hold-out JSONL (``{"instance": [...]}`` lines) instead
-  of the bundled CSV;
+- ``LOAD_DATA_FILE``: a hold-out JSONL (``{"instance": [...], "label": L}``
+  lines) instead of the bundled CSV; without labels, predictions are not
+  checked against the label set;
 - ``LOAD_SEED``: seed for the choice of rows (0);
 - ``LOAD_STOP_FILE``: end the run when this file appears, the way ``-t`` ends
   it (users finish the request under way within ``--stop-timeout``, then every
   record is flushed). A harness that cannot know the run's length in advance
-  uses this instead of a signal: on SIGTERM Locust closes its listeners
-  before the users stop, and the last requests would go unrecorded.
+  uses this instead of a signal.
 
-No retries anywhere: a retry would hide exactly the failures the gate is for.
-Run with ``--stop-timeout`` (e.g. 10) so requests under way when the run
-ends are finished and recorded instead of being killed mid-flight.
+No retries anywhere: a retry would hide exactly the failures the gate is for;
+redirects are not followed either. Run with ``--stop-timeout`` (e.g. 10) so
+requests under way when the run ends are finished and recorded. One that is
+still under way when Locust kills its user (after ``--stop-timeout``, or at
+once without it) would vanish from Locust's statistics and from the record
+alike although the server may have read it: it is recorded as failed with
+``RequestCut: ...`` instead, counted by both. On SIGTERM the run is stopped
+the same way before the record is closed.
 """
 
 from __future__ import annotations
@@ -36,13 +75,19 @@ import importlib.util
 import json
 import os
 import random
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import gevent  # type: ignore[import-untyped]
+import orjson
 import recording  # the locustfile's folder is on sys.path when Locust loads it
-from locust import FastHttpUser, constant, constant_throughput, events, task
+from locust import FastHttpUser, constant, events, task
 from locust.exception import StopUser
+from locust.runners import STATE_CLEANUP, STATE_RUNNING, STATE_SPAWNING
+from locust.user.task import LOCUST_STATE_STOPPING
+
+from harness.evidence import NEW_CONNECTION
 
 
 def _env_float(name: str, default: float) -> float:
@@ -53,44 +98,111 @@ def _env_float(name: str, default: float) -> float:
         raise ValueError(f"{name}={text!r} is not a number") from None
 
 
+def _env_count(name: str) -> int | None:
+    """A user count from the environment; None when unset or empty."""
+    if not os.environ.get(name, "").strip():
+        return None
+    count = int(_env_float(name, 0))
+    if count < 0:
+        raise ValueError(f"{name}={count} is negative")
+    return count
+
+
 MODEL_NAME = os.environ.get("LOAD_MODEL_NAME", "ml-model")
+USERS = _env_count("LOAD_USERS")
+CHURN_USERS = _env_count("LOAD_CHURN_USERS") or 0
 RPS_PER_USER = _env_float("LOAD_RPS_PER_USER", 0.0)
 BATCH_SIZE = max(1, int(_env_float("LOAD_BATCH_SIZE", 1)))
 MAX_REQUESTS = int(_env_float("LOAD_MAX_REQUESTS", 0))
 TIMEOUT = _env_float("LOAD_TIMEOUT_SECONDS", 10.0)
 SEED = int(_env_float("LOAD_SEED", 0))
 
+KEEP_ALIVE_NAME = "predict"
+NEW_CONNECTION_NAME = NEW_CONNECTION  # the verdict's power rule counts these
 
-def dataset_rows() -> list[list[float]]:
-    """Feature vectors: ``LOAD_DATA_FILE`` if set, else scikit-learn's bundled wine CSV."""
+
+def dataset() -> tuple[list[list[float]], frozenset[Any] | None]:
+    """Feature vectors and the class labels: ``LOAD_DATA_FILE`` if set, else the wine CSV.
+
+    The labels are those of the rows (None for a data file without labels).
+    """
     if data_file := os.environ.get("LOAD_DATA_FILE"):
         lines = Path(data_file).read_text().splitlines()
-        return [json.loads(line)["instance"] for line in lines if line.strip()]
+        records = [json.loads(line) for line in lines if line.strip()]
+        labels = [r["label"] for r in records if "label" in r]
+        return [r["instance"] for r in records], frozenset(labels) if labels else None
     spec = importlib.util.find_spec("sklearn")
     if spec is None or spec.origin is None:
         raise RuntimeError("scikit-learn is not installed; set LOAD_DATA_FILE to a hold-out JSONL")
     csv = Path(spec.origin).parent / "datasets" / "data" / "wine_data.csv"
     lines = csv.read_text().splitlines()[1:]  # first line: counts and class names
-    return [[float(x) for x in line.split(",")[:-1]] for line in lines if line]
+    fields = [line.split(",") for line in lines if line]
+    return [[float(x) for x in f[:-1]] for f in fields], frozenset(int(f[-1]) for f in fields)
 
 
 def request_bodies(rows: list[list[float]], batch: int, seed: int, count: int = 512) -> list[bytes]:
-    """Pre-encoded predict bodies: each row alone, or ``count`` random batches."""
+    """Pre-encoded predict bodies: each row alone, or ``count`` random batches of ``batch``."""
     if batch == 1:
         return [json.dumps({"instances": [row]}).encode() for row in rows]
     rng = random.Random(seed)
     return [json.dumps({"instances": rng.choices(rows, k=batch)}).encode() for _ in range(count)]
 
 
-BODIES = request_bodies(dataset_rows(), BATCH_SIZE, SEED)
+ROWS, LABELS = dataset()
+if not ROWS:
+    raise RuntimeError("no feature vectors to send: the data file is empty")
+LABEL_TYPES = frozenset(type(label) for label in LABELS or ())
+BODIES = request_bodies(ROWS, BATCH_SIZE, SEED)
 PATH = f"/v1/models/{MODEL_NAME}:predict"
-HEADERS = {"Content-Type": "application/json"}
 _sent = 0
+_recorder: recording.Recorder | None = None
+
+
+def body_problem(content: bytes | None, header_version: str | None, instances: int) -> str | None:
+    """What is wrong with a 2xx answer's body, or None when it is a valid prediction."""
+    try:
+        answer = orjson.loads(content or b"")
+    except orjson.JSONDecodeError as e:
+        return f"not JSON ({e}): {(content or b'')[:80]!r}"
+    if not (isinstance(answer, dict) and isinstance(answer.get("predictions"), list)
+            and isinstance(answer.get("model_version"), str)):  # fmt: skip
+        return f'not {{"predictions": [...], "model_version": "..."}}: {(content or b"")[:80]!r}'
+    predictions, version = answer["predictions"], answer["model_version"]
+    if len(predictions) != instances:
+        return f"{len(predictions)} predictions for {instances} instances"
+    if LABELS is not None:
+        for p in predictions:
+            if type(p) not in LABEL_TYPES or p not in LABELS:
+                return f"prediction {p!r} is not a class label {sorted(LABELS)}"
+    if version != header_version:
+        return f"model_version {version!r} but X-Model-Version {header_version!r}"
+    return None
 
 
 def _record(environment: Any, **_: Any) -> None:
+    global _recorder
     if record_file := os.environ.get("LOAD_RECORD_FILE"):
-        recording.attach(environment.events, Path(record_file))
+        _recorder = recording.attach(environment.events, Path(record_file))
+    # Registered after the recorder's listeners: quitting fires in reverse, so this runs first.
+    environment.events.quitting.add_listener(_finish)
+
+
+def _finish(environment: Any, **_: Any) -> None:
+    """At quitting: stop users still running (SIGTERM), close the record, write the totals."""
+    runner = environment.runner
+    if runner is not None and runner.state in (STATE_SPAWNING, STATE_RUNNING):
+        runner.stop()  # users finish (or are cut and recorded) before the record closes
+    deadline = time.monotonic() + (environment.stop_timeout or 0) + 5
+    while (runner is not None and runner.state == STATE_CLEANUP  # a stop under way elsewhere
+           and time.monotonic() < deadline):  # fmt: skip
+        gevent.sleep(0.1)
+    if _recorder is not None:
+        _recorder.close()
+    if summary_file := os.environ.get("LOAD_SUMMARY_FILE"):
+        total = environment.stats.total
+        recorded = _recorder.written if _recorder is not None else 0
+        recording.write_summary(Path(summary_file), total.num_requests, total.num_failures,
+                                recorded)
 
 
 def _watch_stop_file(environment: Any, **_: Any) -> None:
@@ -111,25 +223,135 @@ events.init.add_listener(_record)  # type: ignore[no-untyped-call]
 events.init.add_listener(_watch_stop_file)  # type: ignore[no-untyped-call]
 
 
-class InferenceUser(FastHttpUser):
-    """One client with one keep-alive connection, posting dataset rows."""
+def _take_one(user: FastHttpUser) -> bool:
+    """Count a request against ``LOAD_MAX_REQUESTS``; False (and the run ends) past it."""
+    global _sent
+    if MAX_REQUESTS and _sent >= MAX_REQUESTS:
+        if _sent == MAX_REQUESTS:
+            _sent += 1
+            runner = user.environment.runner
+            if runner is not None:
+                gevent.spawn(runner.quit)
+        return False
+    _sent += 1
+    return True
 
-    wait_time = constant_throughput(RPS_PER_USER) if RPS_PER_USER > 0 else constant(0)
+
+class _Predictor(FastHttpUser):
+    """Posts dataset rows on its own schedule and checks every answer."""
+
+    abstract = True
+    request_name = KEEP_ALIVE_NAME
+    new_connection = False
     max_retries = 0
     connection_timeout = TIMEOUT
     network_timeout = TIMEOUT
+    wait_time = constant(0)  # only after a task error: predict() keeps its own schedule
+    interval = 1.0 / RPS_PER_USER if RPS_PER_USER > 0 else 0.0
+    request_headers: ClassVar[dict[str, str]] = {"Content-Type": "application/json"}
 
     def on_start(self) -> None:
         self.rng = random.Random(SEED + id(self))
+        # The first intended send: a random phase in the first interval.
+        self.due = time.monotonic() + self.rng.uniform(0, self.interval)
 
     @task
     def predict(self) -> None:
-        global _sent
-        if MAX_REQUESTS and _sent >= MAX_REQUESTS:
-            if _sent == MAX_REQUESTS:
-                _sent += 1
-                gevent.spawn(self.environment.runner.quit)
+        """Send on schedule until asked to stop.
+
+        One task that loops, rather than one request per task with Locust's
+        ``wait_time`` in between: Locust kills a user that is in its wait at
+        once, and the kill can land after the wait ended and a request went
+        out. A user that is never in Locust's wait is only asked to stop, and
+        does so between requests.
+        """
+        while True:
+            due = self._until_due()
+            if not _take_one(self):
+                raise StopUser()
+            self._post(due)
+
+    def _until_due(self) -> float | None:
+        """Sleep until the next intended send and return it (monotonic s; None without a
+        rate); StopUser when asked to stop."""
+        if not self.interval:
+            gevent.sleep(0)  # let the other users run
+            self._stop_if_asked()
+            return None
+        while (delay := self.due - time.monotonic()) > 0:
+            gevent.sleep(min(delay, 0.1))
+            self._stop_if_asked()
+        self._stop_if_asked()
+        due, self.due = self.due, self.due + self.interval  # a late one: the next is due at once
+        return due
+
+    def _stop_if_asked(self) -> None:
+        if self._state == LOCUST_STATE_STOPPING:
             raise StopUser()
-        _sent += 1
+
+    def _post(self, due: float | None) -> None:
+        try:
+            self._send(due)
+        finally:
+            if self.new_connection:
+                self.client.client.close()  # drop the pool: the next request connects anew
+
+    def _send(self, due: float | None) -> None:
         body = self.rng.choice(BODIES)  # bytes: geventhttpclient sends them as they are
-        self.client.post(PATH, data=body, headers=HEADERS, name="predict")  # type: ignore[arg-type]
+        context: dict[str, Any] = {}
+        if due is not None:  # the recorder times the request from when it was due
+            lag = time.monotonic() - due
+            context = {recording.INTENDED_TIME: time.time() - lag, recording.LAG_MS: lag * 1000}
+        started, started_perf = time.time(), time.perf_counter()
+        try:
+            response = self.client.post(
+                PATH, data=body, headers=self.request_headers, name=self.request_name,  # type: ignore[arg-type]
+                catch_response=True, allow_redirects=False, context=context,
+            )  # fmt: skip
+        except BaseException as e:
+            # Killed mid-request (GreenletExit when the run ends) or an error Locust does
+            # not catch: its request event never fires. Fire it, so that Locust's totals
+            # and the record both count a request the server may have read.
+            cut = recording.RequestCut(
+                f"the run ended with the request under way ({type(e).__name__})")
+            self.environment.events.request.fire(
+                request_type="POST", name=self.request_name, context=context, response=None,
+                exception=cut if isinstance(e, gevent.GreenletExit) else e,
+                start_time=started, response_time=(time.perf_counter() - started_perf) * 1000,
+                response_length=0, url=PATH,
+            )  # fmt: skip
+            raise
+        with response:
+            if response.request_meta["exception"] is None:  # an answer Locust calls a success
+                self._check(response)
+
+    def _check(self, response: Any) -> None:
+        try:
+            status = response.status_code
+            if not 200 <= status < 300:
+                response.failure(f"HTTP {status}: not a 2xx answer")
+                return
+            headers = response.headers
+            version = headers.get("X-Model-Version") if headers is not None else None
+            if problem := body_problem(response.content, version, BATCH_SIZE):
+                response.failure(f"bad body: {problem}")
+        except Exception as e:  # a check that breaks must not lose the request
+            response.failure(f"bad body: {type(e).__name__}: {e}")
+
+
+class InferenceUser(_Predictor):
+    """One client with one keep-alive connection."""
+
+    abstract = USERS == 0
+    fixed_count = USERS or 0  # unset: weighted, it takes the users the churn class leaves
+
+
+class NewConnectionUser(_Predictor):
+    """One client opening a new TCP connection for every request."""
+
+    abstract = CHURN_USERS == 0
+    fixed_count = CHURN_USERS
+    request_name = NEW_CONNECTION_NAME
+    new_connection = True
+    request_headers: ClassVar[dict[str, str]] = {
+        "Content-Type": "application/json", "Connection": "close"}

@@ -2,17 +2,34 @@
 
 One line per request, in the order requests finished: a
 ``harness.evidence.Request`` (written by its ``encode_request``, read back by
-its ``read_requests``): ``t`` is the request's start (epoch seconds),
-``status`` is 0 when no response arrived (then ``error`` says why),
-``version`` is the ``X-Model-Version`` header of the pod that answered.
-Lines are kept in memory
-and written in blocks, then flushed when the test stops, so recording costs
-a dict and an ``orjson.dumps`` per request rather than a syscall.
+its ``read_requests``):
+
+- ``t`` is when the request was meant to be sent (epoch seconds): the
+  ``intended_time`` the locustfile passes in the request's ``context``, else
+  Locust's start time;
+- ``latency_ms`` runs from that same moment to the answer: Locust's response
+  time plus the ``lag_ms`` the request waited behind a late one (``context``),
+  so a stall is charged to every request queued behind it (no coordinated
+  omission);
+- ``status`` is 0 when no response arrived (then ``error`` says why);
+- ``version`` and ``pod`` are the ``X-Model-Version`` and ``X-Pod-Name``
+  headers of the pod that answered;
+- ``error`` names what went wrong (see ``describe``).
+
+Lines are kept in memory and written in blocks, then flushed when the test
+stops, so recording costs a dict and an ``orjson.dumps`` per request rather
+than a syscall. ``write_summary`` writes Locust's own totals next to the number
+of lines written, for the harness to reconcile the two.
+
+This module does not import Locust (importing it patches the standard library
+with gevent), so tests and benchmarks can use the recorder in a plain process.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 from pathlib import Path
 from types import TracebackType
@@ -25,14 +42,52 @@ log = logging.getLogger(__name__)
 BUFFER_LINES = 2000
 """Lines kept in memory before a write (a few hundred KiB)."""
 
+INTENDED_TIME = "intended_time"
+"""``context`` key: when the request was meant to be sent, epoch seconds."""
+LAG_MS = "lag_ms"
+"""``context`` key: how long after that it was actually sent, milliseconds."""
+
+
+class RequestCut(Exception):
+    """A request under way when Locust killed its user (the run ended): no answer was read."""
+
+
+def describe(exception: BaseException) -> str:
+    """The ``error`` text of a failed request, naming what happened.
+
+    ``ConnectionRefusedError: ...``, ``ConnectionResetError: ...``, ``timeout: ...``,
+    ``bad body: ...`` (a check of the answer, Locust's ``CatchResponseError``),
+    ``HTTPConnectionClosed: ...`` (closed without an answer), or for an HTTP
+    error whatever Locust gives. geventhttpclient's wrappers are unwrapped:
+    ``RetriesExceeded`` (which with ``max_retries = 0`` only carries the cause)
+    and an ``HTTPConnectionClosed`` raised for a reset.
+    """
+    original = getattr(exception, "original", None)  # geventhttpclient's RetriesExceeded
+    if isinstance(original, BaseException):
+        exception = original
+    kind = type(exception).__name__
+    if kind == "CatchResponseError":  # response.failure("bad body: ..."): the text says it all
+        return str(exception)
+    if kind == "HTTPConnectionClosed" and isinstance(exception.__context__, ConnectionError):
+        exception = exception.__context__  # a reset while waiting for the answer
+        kind = type(exception).__name__
+    if isinstance(exception, TimeoutError) or kind == "Timeout":  # socket or gevent timeout
+        return f"timeout: {kind}: {exception}"
+    return f"{kind}: {exception}"
+
 
 class Recorder:
-    """Appends one JSON line per request to ``path``; ``close()`` flushes."""
+    """Appends one JSON line per request to ``path``; ``close()`` flushes.
+
+    ``count`` is the number of requests seen, ``written`` the number of lines
+    that reached the file.
+    """
 
     def __init__(self, path: Path, buffer_lines: int = BUFFER_LINES) -> None:
         self.path = path
         self.buffer_lines = buffer_lines
         self.count = 0
+        self.written = 0
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file = path.open("ab")
         self._lines: list[bytes] = []
@@ -53,15 +108,24 @@ class Recorder:
         """Locust ``request`` event listener (its arguments, by name)."""
         status = int(getattr(response, "status_code", 0) or 0)
         headers = getattr(response, "headers", None)
-        version = headers.get("X-Model-Version") if headers is not None else None
+        version = pod = None
+        if headers is not None:
+            version = headers.get("X-Model-Version")
+            pod = headers.get("X-Pod-Name")
+        t = start_time or 0.0
+        latency = float(response_time or 0.0)
+        if context:
+            t = float(context.get(INTENDED_TIME, t))
+            latency += float(context.get(LAG_MS, 0.0))
         request = Request(
-            t=start_time or 0.0,
-            latency_ms=round(float(response_time or 0.0), 3),
+            t=t,
+            latency_ms=round(latency, 3),
             status=status,
-            error=None if exception is None else f"{type(exception).__name__}: {exception}",
+            error=None if exception is None else describe(exception),
             version=version,
             ok=exception is None,
             name=name,
+            pod=pod,
         )
         self._lines.append(encode_request(request))
         self.count += 1
@@ -72,9 +136,14 @@ class Recorder:
         """Write the buffered lines."""
         with self._lock:
             lines, self._lines = self._lines, []
-            if lines and not self._file.closed:
-                self._file.write(b"".join(lines))
-                self._file.flush()
+            if not lines:
+                return
+            if self._file.closed:
+                log.error("%d requests came after the record was closed: not recorded", len(lines))
+                return
+            self._file.write(b"".join(lines))
+            self._file.flush()
+            self.written += len(lines)
 
     def close(self, **_: Any) -> None:
         """Flush and close; safe to call more than once (test_stop, then quitting)."""
@@ -103,3 +172,17 @@ def attach(events: Any, path: Path) -> Recorder:
     events.quitting.add_listener(recorder.close)
     log.info("recording every request to %s", path)
     return recorder
+
+
+def write_summary(path: Path, requests: int, failures: int, recorded: int) -> None:
+    """``{"locust_requests", "locust_failures", "recorded"}`` to ``path``, atomically.
+
+    ``requests`` and ``failures`` are Locust's own totals, ``recorded`` the lines
+    written to the record: equal ``requests`` and ``recorded`` mean no request
+    went unrecorded.
+    """
+    summary = {"locust_requests": requests, "locust_failures": failures, "recorded": recorded}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(summary) + "\n")
+    os.replace(partial, path)

@@ -118,6 +118,15 @@ BAD_VALUES = [
     ("server.flakyRate", 2),
     ("model.name", "a/b"),
     ("probes.readiness.periodSeconds", 0),
+    ("probes.readiness.enabled", "no"),
+    ("probes.readiness.enabled", None),
+    ("probes.liveness.enabled", False),
+    ("gracefulDrain.preStop", "false"),
+    ("gracefulDrain.preStop", 0),
+    ("gracefulDrain.preStop", None),
+    ("server.stallRate", 1.5),
+    ("server.stallSeconds", -1),
+    ("server.stallSeconds", "2s"),
 ]
 
 
@@ -135,7 +144,9 @@ def test_default_values_match_the_schema() -> None:
         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
     }
     assert (VALUES["service"]["type"], VALUES["service"]["nodePort"]) == ("NodePort", 30080)
-    assert VALUES["gracefulDrain"]["enabled"] is True
+    assert VALUES["gracefulDrain"] == {"enabled": True, "preStop": True}
+    assert VALUES["probes"]["readiness"]["enabled"] is True
+    assert (VALUES["server"]["stallRate"], VALUES["server"]["stallSeconds"]) == (0.1, 2)
 
 
 @pytest.mark.parametrize(("key", "value"), BAD_VALUES)
@@ -150,6 +161,10 @@ def test_schema_rejects_bad_values(key: str, value: Any) -> None:
         ("service.type", "ClusterIP"),
         ("service.nodePort", None),
         ("gracefulDrain.enabled", False),
+        ("gracefulDrain.preStop", False),
+        ("probes.readiness.enabled", False),
+        ("server.stallSeconds", 0.5),
+        ("server.stallRate", 1),
         ("terminationGracePeriodSeconds", 60),
         ("strategy.rollingUpdate.maxSurge", "25%"),
         ("image.tag", "1.1.0-flaky"),
@@ -169,9 +184,11 @@ def helm() -> str:
 
 
 def render(helm: str, *sets: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``helm template`` with ``--set`` flags (``--set-json`` for ``key:=json``: floats)."""
     args = [helm, "template", "rel", str(CHART), "--namespace", "ns"]
     for s in sets:
-        args += ["--set", s]
+        key, json_value, value = s.partition(":=")
+        args += ["--set-json", f"{key}={value}"] if json_value else ["--set", s]
     result = subprocess.run(args, capture_output=True, text=True, timeout=60)
     if check:
         assert result.returncode == 0, result.stderr
@@ -219,6 +236,8 @@ def test_default_render(helm: str) -> None:
     assert c["lifecycle"]["preStop"]["exec"]["command"][-1] == "drain"
     assert spec["terminationGracePeriodSeconds"] == 2 + 10 + 5 + 5
     assert c["envFrom"][0]["configMapRef"]["name"] == objs["ConfigMap"]["metadata"]["name"]
+    pod_name = {"name": "MODEL_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+    assert pod_name in c["env"], "X-Pod-Name comes from the downward API"
     assert re.fullmatch(r"[0-9a-f]{64}", pod["metadata"]["annotations"]["checksum/config"])
     labels = pod["metadata"]["labels"]
     assert labels["rollout-harness/model-version"] == "1.0.0"
@@ -230,6 +249,8 @@ def test_default_render(helm: str) -> None:
     assert config["MODEL_GRACEFUL_DRAIN"] == "true"
     assert config["MODEL_DRAIN_SECONDS"] == "10"
     assert config["MODEL_MAX_BODY_BYTES"] == "1048576"
+    assert (config["MODEL_STALL_RATE"], config["MODEL_STALL_SECONDS"]) == ("0.1", "2")
+    assert "MODEL_POD_NAME" not in config, "per pod, not per release"
     service = objs["Service"]["spec"]
     assert service["type"] == "NodePort"
     assert service["ports"][0]["nodePort"] == 30080
@@ -262,6 +283,37 @@ def test_graceful_drain_off_is_the_negative_control(helm: str) -> None:
     assert "lifecycle" not in container(objs)
     assert objs["ConfigMap"]["data"]["MODEL_GRACEFUL_DRAIN"] == "false"
     assert objs["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 10
+
+
+def test_prestop_off_still_drains_on_sigterm(helm: str) -> None:
+    objs = objects(helm, "gracefulDrain.preStop=false")
+    assert "lifecycle" not in container(objs)
+    assert objs["ConfigMap"]["data"]["MODEL_GRACEFUL_DRAIN"] == "true"
+    grace = objs["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace == 10 + 5 + 5, "drain + shutdown + margin: the drain still fits"
+    objs = objects(helm, "gracefulDrain.preStop=false", "drain.seconds=30")
+    assert objs["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 40
+
+
+def test_prestop_off_with_drain_off_is_drain_off(helm: str) -> None:
+    objs = objects(helm, "gracefulDrain.enabled=false", "gracefulDrain.preStop=false")
+    assert "lifecycle" not in container(objs)
+    assert objs["ConfigMap"]["data"]["MODEL_GRACEFUL_DRAIN"] == "false"
+    assert objs["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 10
+
+
+def test_readiness_probe_can_be_left_out(helm: str) -> None:
+    c = container(objects(helm, "probes.readiness.enabled=false"))
+    assert "readinessProbe" not in c
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert "readinessProbe" in container(objects(helm, "probes.readiness.enabled=true"))
+
+
+def test_stall_settings_pass_through(helm: str) -> None:
+    objs = objects(helm, "server.stallRate:=0.25", "server.stallSeconds:=1.5")
+    config = objs["ConfigMap"]["data"]
+    assert (config["MODEL_STALL_RATE"], config["MODEL_STALL_SECONDS"]) == ("0.25", "1.5")
 
 
 def test_recreate_strategy(helm: str) -> None:

@@ -65,7 +65,11 @@ def test_bad_environment_value_is_a_usage_error(capsys, monkeypatch: pytest.Monk
 
 @pytest.mark.parametrize("argv, says", [
     (["verify", "--from", "1.0.0", "--to", "1.0.0"], "a rollout needs two versions"),
-    (["verify", "--users", "0"], "--users must be at least 1"),
+    (["verify", "--users", "-1"], "--users must be at least 0"),
+    (["verify", "--users", "0", "--churn-users", "0"], "no traffic, no verdict"),
+    (["verify", "--slo", "0"], "--slo must be at least 0.001"),
+    (["calibrate", "--runs", "0"], "--runs must be at least 1"),
+    (["calibrate", "--controls", "drain-of"], "no control named drain-of"),
     (["rehearse", "--rate", "-1"], "--rate must be at least 0"),
     (["verify", "--baseline", "0"], "--baseline must be at least 1"),
     (["verify", "--set", "novalue"], "--set takes KEY=VALUE"),

@@ -41,7 +41,7 @@ ENDPOINT_LAG = 0.3
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("models")
-    for version in ("1.0.0", "1.1.0", "1.0.0-slow-start", "1.0.0-never-ready"):
+    for version in ("1.0.0", "1.1.0", "1.0.0-slow-start", "1.0.0-never-ready", "1.0.0-stall"):
         train.train(version, root / version)
     return {p.name: p for p in root.iterdir()}
 
@@ -55,6 +55,7 @@ class Outcome:
     by_port: dict[int, int] = field(default_factory=dict)
     closes: int = 0
     versions: set[str] = field(default_factory=set)
+    pods: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -100,6 +101,7 @@ def client(
                 outcome.ok += 1
                 outcome.by_port[port] = outcome.by_port.get(port, 0) + 1
                 outcome.versions.add(response.getheader("X-Model-Version", ""))
+                outcome.pods.add(response.getheader("X-Pod-Name", ""))
             else:
                 outcome.errors.append(f"{port}: HTTP {response.status}")
             if response.will_close:
@@ -126,7 +128,7 @@ def controller(server: testing.ServerProcess, service: Service, stop: threading.
 
 @pytest.fixture
 def new_server(models: dict[str, Path]) -> Iterator[testing.ServerProcess]:
-    with testing.ServerProcess(models["1.1.0"]) as server:
+    with testing.ServerProcess(models["1.1.0"], {"MODEL_POD_NAME": "ml-model-new"}) as server:
         server.wait_ready()
         yield server
 
@@ -168,7 +170,12 @@ def roll(
 def test_graceful_drain_loses_no_request(
     models: dict[str, Path], new_server: testing.ServerProcess
 ) -> None:
-    env = {"MODEL_DRAIN_SECONDS": "2", "MODEL_SHUTDOWN_TIMEOUT_SECONDS": "5"}
+    """The drain starts on SIGTERM here, as in the chart's ``gracefulDrain.preStop=false``."""
+    env = {
+        "MODEL_DRAIN_SECONDS": "2",
+        "MODEL_SHUTDOWN_TIMEOUT_SECONDS": "5",
+        "MODEL_POD_NAME": "ml-model-old",
+    }
     old = testing.ServerProcess(models["1.0.0"], env).start()
     try:
         old.wait_ready()
@@ -183,6 +190,7 @@ def test_graceful_drain_loses_no_request(
     assert outcome.by_port[-1] > 0, "the old server kept serving during the drain"
     assert outcome.closes >= 4, "every pinned keep-alive connection was told to close"
     assert outcome.versions == {"1.0.0", "1.1.0"}
+    assert outcome.pods == {"ml-model-old", "ml-model-new"}, "every answer names its pod"
     assert outcome.ok > 100
 
 
@@ -217,6 +225,13 @@ def test_new_connections_are_served_while_draining(models: dict[str, Path]) -> N
         assert response.getheader("Connection") == "close"
         response.read()
         conn.close()
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        conn.request("GET", "/readyz")
+        response = conn.getresponse()
+        response.read()
+        conn.close()
+        assert response.status == 503
+        assert response.getheader("X-Pod-Name") == socket.gethostname(), "the default"
         _, metrics = server.get("/metrics")
         assert b"model_draining 1" in metrics and b"model_ready 0" in metrics
         server.send_signal(signal.SIGTERM)  # a second SIGTERM stops at once
@@ -253,6 +268,55 @@ def test_requests_under_way_finish_after_the_listener_closed(models: dict[str, P
         assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
         assert b"Connection: close" in answer
         assert server.wait(timeout=10) == 0
+
+
+def test_stalled_request_finishes_during_the_drain(models: dict[str, Path]) -> None:
+    env = {
+        "MODEL_DRAIN_SECONDS": "0",
+        "MODEL_SHUTDOWN_TIMEOUT_SECONDS": "20",
+        "MODEL_STALL_RATE": "1",
+        "MODEL_STALL_SECONDS": "1.5",
+    }
+    with testing.ServerProcess(models["1.0.0-stall"], env) as server:
+        server.wait_ready()
+        head = (
+            f"POST {PREDICT} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(BODY)}\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            started = time.monotonic()
+            sock.sendall(head + BODY)
+            wait_in_flight(server, 1)
+            server.send_signal(signal.SIGTERM)
+            answer = sock.makefile("rb").read()
+            elapsed = time.monotonic() - started
+        assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert b"Connection: close" in answer
+        assert b'"predictions"' in answer
+        assert elapsed >= 1.5
+        assert server.wait(timeout=10) == 0
+
+
+def test_stall_longer_than_the_shutdown_timeout_is_cut(models: dict[str, Path]) -> None:
+    env = {
+        "MODEL_DRAIN_SECONDS": "0",
+        "MODEL_SHUTDOWN_TIMEOUT_SECONDS": "0.5",
+        "MODEL_STALL_RATE": "1",
+        "MODEL_STALL_SECONDS": "30",
+    }
+    with testing.ServerProcess(models["1.0.0-stall"], env) as server:
+        server.wait_ready()
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.request("POST", PREDICT, BODY, HEADERS)
+        wait_in_flight(server, 1)
+        started = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        with pytest.raises((OSError, http.client.HTTPException)):
+            conn.getresponse()
+        conn.close()
+        assert server.wait(timeout=10) == 0
+        assert time.monotonic() - started < 5
+        assert "cutting 1 connection" in server.output
 
 
 def test_shutdown_timeout_cuts_stuck_requests(models: dict[str, Path]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import orjson
@@ -25,7 +26,7 @@ def make_app(directory: Path, loaded: bool = True, **settings: object) -> app.Ap
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("models")
-    for version in ("1.0.0", "1.0.0-flaky", "1.0.0-never-ready"):
+    for version in ("1.0.0", "1.0.0-flaky", "1.0.0-never-ready", "1.0.0-stall"):
         train.train(version, root / version)
     return {p.name: p for p in root.iterdir()}
 
@@ -158,6 +159,41 @@ def test_flaky_build_fails_a_stable_fraction_of_inputs(
     assert {predict(good, b).status for b in bodies} == {200}
 
 
+def test_stall_build_answers_a_stable_fraction_of_inputs_late(
+    trained: dict[str, Path], holdout: list[dict[str, object]]
+) -> None:
+    stall = make_app(trained["1.0.0-stall"], stall_rate=0.3, stall_seconds=1.5)
+    bodies = [orjson.dumps({"instances": [r["instance"]]}) for r in holdout]
+    responses = [predict(stall, b) for b in bodies]
+    assert {r.status for r in responses} == {200}, "late, never wrong"
+    for response, row in zip(responses, holdout, strict=True):
+        assert orjson.loads(response.body)["predictions"] == [row["label"]]
+    delays = [r.delay for r in responses]
+    assert set(delays) == {0.0, 1.5}
+    assert 0.1 < delays.count(1.5) / len(delays) < 0.5
+    assert delays == [predict(stall, b).delay for b in bodies], "same input, same delay"
+    assert make_app(trained["1.0.0-stall"]).settings.stall_seconds == 2.0, "the default"
+    for target in (b"/healthz", b"/readyz", b"/version", b"/metrics"):
+        assert stall.handle(b"GET", target, None, b"", False)[1].delay == 0.0
+    assert predict(stall, b"{not json").delay == 0.0
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "1.0.0-flaky", "1.0.0-never-ready"])
+def test_only_the_stall_build_delays(
+    trained: dict[str, Path], holdout: list[dict[str, object]], version: str
+) -> None:
+    application = make_app(trained[version], stall_rate=1.0, flaky_rate=0.5)
+    bodies = [orjson.dumps({"instances": [r["instance"]]}) for r in holdout]
+    assert {predict(application, b).delay for b in bodies} == {0.0}
+
+
+def test_pod_name_defaults_to_the_host_name(trained: dict[str, Path]) -> None:
+    assert make_app(trained["1.0.0"]).pod_header == socket.gethostname().encode()
+    assert make_app(trained["1.0.0"], pod_name="ml-model-7d9f-x2k").pod_header == (
+        b"ml-model-7d9f-x2k"
+    )
+
+
 def test_drain_endpoint_only_from_loopback(trained: dict[str, Path]) -> None:
     application = make_app(trained["1.0.0"])
     assert application.handle(b"POST", b"/drain", None, b"", False)[1].status == 403
@@ -193,6 +229,11 @@ def test_metrics_exposition(trained: dict[str, Path], holdout: list[dict[str, ob
         ({"MODEL_GRACEFUL_DRAIN": "maybe"}, "true or false"),
         ({"MODEL_PORT": "70000"}, "0..65535"),
         ({"MODEL_FLAKY_RATE": "2"}, "flaky_rate"),
+        ({"MODEL_STALL_RATE": "-0.1"}, "stall_rate must be in"),
+        ({"MODEL_STALL_SECONDS": "-1"}, "stall_seconds must be >= 0"),
+        ({"MODEL_STALL_SECONDS": "soon"}, "MODEL_STALL_SECONDS='soon' is not a valid float"),
+        ({"MODEL_POD_NAME": "a pod"}, "pod_name"),
+        ({"MODEL_POD_NAME": " "}, "pod_name"),
         ({"MODEL_NAME": "a/b"}, "model_name"),
     ],
 )
@@ -213,3 +254,13 @@ def test_settings_from_env() -> None:
     )
     assert (settings.graceful_drain, settings.drain_seconds, settings.port) == (False, 2.5, 0)
     assert (str(settings.model_dir), settings.model_name) == ("/x", "w")
+
+
+def test_stall_and_pod_settings_from_env() -> None:
+    defaults = Settings.from_env({})
+    assert (defaults.stall_rate, defaults.stall_seconds) == (0.1, 2.0)
+    assert defaults.pod_name == socket.gethostname()
+    settings = Settings.from_env(
+        {"MODEL_STALL_RATE": "0.25", "MODEL_STALL_SECONDS": "0.5", "MODEL_POD_NAME": " p-1 "}
+    )
+    assert (settings.stall_rate, settings.stall_seconds, settings.pod_name) == (0.25, 0.5, "p-1")

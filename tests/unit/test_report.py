@@ -12,15 +12,19 @@ from pathlib import Path
 import pytest
 
 from harness import report, verdict
-from harness.evidence import Event, FinalState, Marks, PodLife, Request
+from harness.evidence import Event, FinalState, Marks, PodLife, Request, Tally
+from harness.settings import VerdictSettings
 from harness.verdict import Plan
 
 T0 = 1_764_400_000.0
 OLD, NEW = "1.0.0", "1.1.0"
+PLAN = Plan(OLD, NEW, rate=10, limits=VerdictSettings(min_answered_before_exit=0,
+                                                     min_new_connections_while_exiting=0))
+"""The report's stories need no new-connection clients: the power rule has its own tests."""
 NASTY = "<script>alert('x')</script> see https://evil.example/x"
 
 JSON_KEYS = {"schema", "outcome", "summary", "checks", "figures", "by_version", "plan", "marks",
-             "first_failures", "pods", "events", "series"}
+             "first_failures", "failures", "pods", "events", "series"}
 
 
 def _lives() -> list[PodLife]:
@@ -56,9 +60,9 @@ def _traffic(failures: dict[int, Request] | None = None) -> list[Request]:
 
 
 def _judge(requests: list[Request]) -> verdict.Verdict:
-    plan = Plan(OLD, NEW, rate=10)
     marks = Marks(started=T0, finished=T0 + 10, ended=T0 + 20)
-    return verdict.judge(requests, _lives(), plan, marks, FinalState(2, {NEW: 2}))
+    tally = Tally(len(requests), sum(not r.ok for r in requests), len(requests))
+    return verdict.judge(requests, _lives(), PLAN, marks, FinalState(2, {NEW: 2}), (), tally)
 
 
 @pytest.fixture
@@ -113,7 +117,9 @@ def test_json_of_a_fail_keeps_the_first_failures(tmp_path: Path, failed):
     assert [f["error"] for f in doc["first_failures"]] == [NASTY, None]
     assert [f["status"] for f in doc["first_failures"]] == [0, 503]
     assert sum(b["failures"] for b in doc["series"]["buckets"]) == 2
-    assert doc["figures"]["errors"] == {NASTY: 1, "HTTP 503": 1}
+    assert doc["figures"]["errors"] == {"no response": 1, "HTTP 503": 1}
+    assert [(f["cause"], f["count"]) for f in doc["failures"]] == [("no response", 1),
+                                                                 ("HTTP 503", 1)]
 
 
 # -- junit.xml -------------------------------------------------------------------
@@ -129,7 +135,7 @@ def _suite(path: Path) -> ET.Element:
 def test_junit_of_a_pass_is_all_green(tmp_path: Path, passed):
     suite = _suite(_write(tmp_path, passed).junit)
     cases = suite.findall("testcase")
-    assert len(cases) == 6 and suite.get("tests") == "6"
+    assert len(cases) == 8 and suite.get("tests") == "8"
     assert {c.get("classname") for c in cases} == {"rollout-gate"}
     assert [c.get("name") for c in cases] == [c.name for c in passed[0].checks]
     assert not suite.findall(".//failure") and not suite.findall(".//error")
@@ -140,7 +146,7 @@ def test_junit_of_a_pass_is_all_green(tmp_path: Path, passed):
 def test_junit_of_a_fail_carries_the_detail(tmp_path: Path, failed):
     suite = _suite(_write(tmp_path, failed).junit)
     failures = suite.findall("testcase/failure")
-    assert len(suite.findall("testcase")) == 6 and len(failures) == 1
+    assert len(suite.findall("testcase")) == 8 and len(failures) == 1
     assert suite.get("failures") == "1" and suite.get("errors") == "0"
     assert NASTY in (failures[0].text or "") and NASTY in (failures[0].get("message") or "")
 
@@ -197,7 +203,7 @@ def test_a_failed_upgrade_is_drawn_without_the_marks_it_never_reached(tmp_path: 
              PodLife("ml-model-new-a", NEW, T0 + 1, None, T0 + 15, T0 + 16)]
     marks = Marks(started=T0, finished=None, ended=T0 + 20, rollout_error="timed out <readiness>",
                   rolled_back=True)
-    v = verdict.judge(requests, lives, Plan(OLD, NEW, rate=10), marks, FinalState(1, {OLD: 1}))
+    v = verdict.judge(requests, lives, PLAN, marks, FinalState(1, {OLD: 1}), (), None)
     written = report.write(tmp_path, v, requests, lives, [])
     doc = json.loads(written.json.read_text())
     assert doc["outcome"] == "fail" and doc["marks"]["finished_s"] is None

@@ -89,8 +89,8 @@ def test_a_flag_beats_its_variable_and_only_for_the_commands_that_take_it():
 
 
 def test_a_bad_flag_names_the_flag_and_a_bad_variable_names_the_variable():
-    with pytest.raises(errors.UsageError, match="--users must be at least 1, not 0"):
-        settings.resolve("verify", {"traffic.users": "0"}, {})
+    with pytest.raises(errors.UsageError, match="--users must be at least 0, not -2"):
+        settings.resolve("verify", {"traffic.users": "-2"}, {})
     with pytest.raises(errors.UsageError, match="HARNESS_USERS must be a number, not 'many'"):
         settings.resolve("verify", {}, {"HARNESS_USERS": "many"})
 

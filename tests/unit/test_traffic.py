@@ -50,9 +50,10 @@ def test_a_locust_that_dies_early_is_an_error_naming_its_log(tmp_path: Path):
     assert load._process is not None
     load._process.kill()
     load._process.wait()
-    with pytest.raises(TrafficError, match=r"exited early .*locust\.log"):
+    with pytest.raises(TrafficError, match=r"ended before the run did .*locust\.log"):
         load.require_running()
-    load.stop()
+    with pytest.raises(TrafficError, match=r"failed \(exit -9\); its record .* is not judged"):
+        load.stop()
 
 
 def test_waiting_for_a_model_that_never_answers_is_bounded():

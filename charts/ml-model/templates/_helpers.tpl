@@ -43,12 +43,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 rollout-harness/model-version: {{ include "ml-model.versionLabel" . | quote }}
 {{- end -}}
 
-{{/* Grace period: covers preStop, the drain period, shutdown and a margin (unless set). */}}
+{{/* Grace period: covers preStop (if hooked), the drain period, shutdown and a margin
+(unless set). Without the hook the drain starts on SIGTERM, so it is still covered. */}}
 {{- define "ml-model.gracePeriod" -}}
 {{- if not (kindIs "invalid" .Values.terminationGracePeriodSeconds) -}}
 {{- .Values.terminationGracePeriodSeconds -}}
-{{- else if .Values.gracefulDrain.enabled -}}
+{{- else if and .Values.gracefulDrain.enabled .Values.gracefulDrain.preStop -}}
 {{- add .Values.drain.preStopSeconds .Values.drain.seconds .Values.drain.shutdownTimeoutSeconds .Values.drain.marginSeconds -}}
+{{- else if .Values.gracefulDrain.enabled -}}
+{{- add .Values.drain.seconds .Values.drain.shutdownTimeoutSeconds .Values.drain.marginSeconds -}}
 {{- else -}}
 {{- add .Values.drain.shutdownTimeoutSeconds .Values.drain.marginSeconds -}}
 {{- end -}}

@@ -10,6 +10,10 @@ body of the wrong shape or type 422, unknown route 404, wrong method 405
 (oversized bodies get 413 from the transport, before the body is read).
 5xx are reserved for "not ready yet" (503), the ``-flaky`` build's injected
 failures (500), and genuine bugs (500, logged).
+
+``handle`` stays synchronous; a response that must go out late (the
+``-stall`` build's) says so in ``Response.delay`` and the transport waits
+that long on the event loop before writing it, so nothing else is held up.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class Response(NamedTuple):
     content_type: bytes = JSON
     headers: bytes = b""
     """Extra raw header lines, each ending in CRLF (e.g. ``Allow``)."""
+    delay: float = 0.0
+    """Seconds the transport waits, without blocking, before sending this (``-stall``)."""
 
 
 def error(status: int, message: str, headers: bytes = b"") -> Response:
@@ -65,6 +71,8 @@ class App:
         self.behaviour = versions.Behaviour(metadata["behaviour"])
         self.version = metadata["version"]
         self.version_header = self.version.encode("ascii")
+        self.pod_header = settings.pod_name.encode("ascii")
+        """``X-Pod-Name`` of every response: which pod answered."""
         self.model: model.Model | None = None
         self.draining = False
         self.on_drain: Callable[[], float] = self._drain_without_server
@@ -79,6 +87,9 @@ class App:
         )
         self._flaky_threshold = (
             int(settings.flaky_rate * 10_000) if self.behaviour is versions.Behaviour.FLAKY else -1
+        )
+        self._stall_threshold = (
+            int(settings.stall_rate * 10_000) if self.behaviour is versions.Behaviour.STALL else -1
         )
         name = settings.model_name
         self._model_path = f"/v1/models/{name}".encode()
@@ -176,12 +187,14 @@ class App:
         if self._flaky_threshold >= 0 and zlib.crc32(body) % 10_000 < self._flaky_threshold:
             return error(500, "injected failure: this is a -flaky build")
         predictions = loaded.predict(x)
+        stall = self._stall_threshold >= 0 and zlib.crc32(body) % 10_000 < self._stall_threshold
         return Response(
             200,
             orjson.dumps(
                 {"predictions": predictions, "model_version": self.version},
                 option=orjson.OPT_SERIALIZE_NUMPY,
             ),
+            delay=self.settings.stall_seconds if stall else 0.0,
         )
 
     def _model_status(

@@ -13,6 +13,13 @@ pipelining, ``Expect: 100-continue``, HTTP/1.0 clients.
 
 Requests are answered synchronously inside ``data_received``: prediction is
 tens of microseconds of numpy, far less than a thread hand-off would cost.
+A response with a ``delay`` (the ``-stall`` build's) is written by a
+``loop.call_later`` timer instead; its connection reads no further requests
+until then (answers stay in order), and every other connection is served
+meanwhile.
+
+Every response carries ``X-Model-Version`` and ``X-Pod-Name``, so each
+answer, errors included, can be attributed to the version and pod that sent it.
 """
 
 from __future__ import annotations
@@ -175,6 +182,10 @@ class HttpConnection(asyncio.Protocol):
         self.last_active = time.monotonic()
         self.busy_since: float | None = None
         """When the unfinished request in ``buffer`` started arriving."""
+        self.delayed: asyncio.TimerHandle | None = None
+        """The timer that sends a delayed response; no other request is processed meanwhile."""
+        self.eof = False
+        """The client half-closed while a delayed response was pending: close after it."""
 
     @property
     def idle(self) -> bool:
@@ -194,6 +205,9 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.hub.connections.discard(self)
+        if self.delayed is not None:
+            self.delayed.cancel()
+            self.delayed = None
         if self.head is not None:
             self.metrics.in_flight -= 1
             self.head = None
@@ -207,6 +221,9 @@ class HttpConnection(asyncio.Protocol):
             self._process()
 
     def eof_received(self) -> bool:
+        if self.delayed is not None:
+            self.eof = True  # keep the socket open for the late answer
+            return True
         return False
 
     def pause_writing(self) -> None:
@@ -224,6 +241,8 @@ class HttpConnection(asyncio.Protocol):
     def check_timeouts(self, now: float) -> None:
         """Close idle keep-alive connections and requests that arrive too slowly."""
         settings = self.hub.settings
+        if self.delayed is not None:
+            return  # the request arrived whole; its answer is due, not the client's fault
         if self.idle:
             if now - self.last_active > settings.keepalive_seconds:
                 self.close()
@@ -245,7 +264,7 @@ class HttpConnection(asyncio.Protocol):
     def _process(self) -> None:
         """Answer every complete request in the buffer, in order."""
         buffer = self.buffer
-        while not self.paused and not self.closed:
+        while not self.paused and not self.closed and self.delayed is None:
             head = self.head
             if head is None:
                 while buffer.startswith(b"\r\n"):
@@ -282,6 +301,12 @@ class HttpConnection(asyncio.Protocol):
             route, response = self.app.handle(
                 head.method, head.target, head.content_type, body, self.loopback
             )
+            if response.delay > 0:
+                self.delayed = asyncio.get_running_loop().call_later(
+                    response.delay, self._answer_delayed, head, route, response
+                )
+                self.busy_since = None
+                return
             self._answer(head, route, response, close=False)
             # The next request's clock starts now, not when the connection got busy.
             self.busy_since = time.monotonic() if buffer else None
@@ -289,6 +314,19 @@ class HttpConnection(asyncio.Protocol):
             self.busy_since = None
         elif self.busy_since is None:
             self.busy_since = time.monotonic()
+
+    def _answer_delayed(self, head: _Head, route: str, response: app_module.Response) -> None:
+        """The timer of a delayed response: send it, then go on with the requests behind it."""
+        self.delayed = None
+        if self.closed:
+            return  # aborted meanwhile; connection_lost settles the in-flight count
+        self._answer(head, route, response, close=False)
+        if self.buffer:
+            self.busy_since = time.monotonic()
+        if not self.paused:
+            self._process()
+        if self.eof and self.delayed is None:
+            self.close()
 
     def _answer(self, head: _Head, route: str, response: app_module.Response, close: bool) -> None:
         app = self.app
@@ -302,13 +340,14 @@ class HttpConnection(asyncio.Protocol):
         body = response.body
         out = (
             b"HTTP/1.1 %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
-            b"X-Model-Version: %s\r\n%s%s\r\n"
+            b"X-Model-Version: %s\r\nX-Pod-Name: %s\r\n%s%s\r\n"
             % (
                 _STATUS.get(response.status, b"%d Unknown" % response.status),
                 self.hub.date,
                 response.content_type,
                 len(body),
                 app.version_header,
+                app.pod_header,
                 response.headers,
                 connection,
             )

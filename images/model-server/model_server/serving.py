@@ -80,9 +80,10 @@ class ModelServer:
         self._spawn(self._tick())
         self._spawn(self._load())
         log.info(
-            "model-server %s (%s, graceful drain %s, drain %ss) listening on http://%s:%d",
+            "model-server %s (%s, pod %s, graceful drain %s, drain %ss) listening on http://%s:%d",
             self.app.version,
             self.app.behaviour.value,
+            self.settings.pod_name,
             "on" if self.settings.graceful_drain else "off",
             self.settings.drain_seconds,
             self.settings.host,

@@ -6,8 +6,10 @@ the variable, the value and what is allowed, instead of misbehaving later.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -48,6 +50,13 @@ class Settings:
     """``MODEL_SLOW_START_SECONDS``: readiness delay of ``-slow-start`` builds."""
     flaky_rate: float = 0.1
     """``MODEL_FLAKY_RATE``: fraction of distinct inputs a ``-flaky`` build answers 500 to."""
+    stall_rate: float = 0.1
+    """``MODEL_STALL_RATE``: fraction of distinct inputs a ``-stall`` build answers late."""
+    stall_seconds: float = 2.0
+    """``MODEL_STALL_SECONDS``: how late a ``-stall`` build sends those answers."""
+    pod_name: str = dataclasses.field(default_factory=socket.gethostname)
+    """``MODEL_POD_NAME``: sent as ``X-Pod-Name`` on every response, so each answer can
+    be attributed to its pod; the chart sets it from the downward API. Default: host name."""
     model_compile: bool = True
     """``MODEL_COMPILE``: predict with the verified numpy fast path; false uses
     scikit-learn's ``predict`` (an escape hatch, and the fair benchmark baseline)."""
@@ -71,7 +80,12 @@ class Settings:
 
     def check(self) -> None:
         """Raise ``ValueError`` for values that parse but make no sense."""
-        for name in ("drain_seconds", "shutdown_timeout_seconds", "slow_start_seconds"):
+        for name in (
+            "drain_seconds",
+            "shutdown_timeout_seconds",
+            "slow_start_seconds",
+            "stall_seconds",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("keepalive_seconds", "header_timeout_seconds"):
@@ -81,8 +95,13 @@ class Settings:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
         if self.max_body_bytes < 1:
             raise ValueError(f"max_body_bytes must be >= 1, got {self.max_body_bytes}")
-        if not 0.0 <= self.flaky_rate <= 1.0:
-            raise ValueError(f"flaky_rate must be in [0, 1], got {self.flaky_rate}")
+        for name in ("flaky_rate", "stall_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not self.pod_name or not all("!" <= c <= "~" for c in self.pod_name):
+            raise ValueError(
+                f"pod_name {self.pod_name!r} must be non-empty printable ASCII without spaces"
+            )
         if not self.model_name or any(c in self.model_name for c in "/:?# "):
             raise ValueError(
                 f"model_name {self.model_name!r} must be non-empty, without / : ? # or spaces"
@@ -134,6 +153,9 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "max_body_bytes": _number(int),
     "slow_start_seconds": _number(float),
     "flaky_rate": _number(float),
+    "stall_rate": _number(float),
+    "stall_seconds": _number(float),
+    "pod_name": _text,
     "model_compile": _bool,
     "log_level": lambda name, text: text.strip().upper(),
 }

@@ -30,6 +30,11 @@ class Behaviour(enum.Enum):
     """Becomes ready only after a delay: the gate must still pass."""
     DEGRADED = "degraded"
     """Serves a valid model trained on shuffled labels: accuracy drops."""
+    STALL = "stall"
+    """Answers a fixed fraction of inputs (``MODEL_STALL_RATE``) correctly, 200, but
+    only after ``MODEL_STALL_SECONDS``: a version whose answers stall past the
+    client's latency SLO for some inputs. No error, just late: the gate must fail it.
+    The event loop is not blocked meanwhile; other requests are answered at once."""
 
 
 @dataclass(frozen=True)

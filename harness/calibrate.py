@@ -1,0 +1,172 @@
+"""Detection measured: every control run N times at the gate's default settings.
+
+One run of a control is an anecdote; a gate that caught a fault 6 times out of
+6 may still miss it one time in three. So `calibrate` repeats each control on
+one cluster, round by round (so a slow minute of the machine hurts every
+control alike, not one), and reports for each the share of runs that gave the
+right verdict with its exact 95 % Clopper-Pearson interval, the failed
+requests it took to decide, and the run time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import html
+import json
+import logging
+import statistics
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness import errors, progress, startup, verify
+from harness.controls import FROM_VERSION, Control, named
+from harness.settings import GateSettings, Settings
+
+log = logging.getLogger(__name__)
+
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Run:
+    outcome: str
+    requests: int
+    failures: int
+    seconds: float
+    summary: str
+
+
+@dataclass(frozen=True)
+class Row:
+    """One control's runs and what they add up to."""
+
+    control: Control
+    runs: tuple[Run, ...]
+
+    @property
+    def hits(self) -> int:
+        """Runs with the right verdict; for a measured control, runs that failed."""
+        wanted = "fail" if self.control.expected == "measure" else self.control.expected
+        return sum(run.outcome == wanted for run in self.runs)
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return clopper_pearson(self.hits, len(self.runs))
+
+    def figures(self) -> dict[str, object]:
+        failures = [run.failures for run in self.runs]
+        lo, hi = self.interval
+        return {
+            "control": self.control.name, "to_version": self.control.to_version,
+            "values": dict(self.control.values), "expected": self.control.expected,
+            "runs": len(self.runs), "verdicts": dict(Counter(r.outcome for r in self.runs)),
+            "rate": round(self.hits / len(self.runs), 3) if self.runs else None,
+            "interval": [round(lo, 3), round(hi, 3)],
+            "median_failed_requests": statistics.median(failures) if failures else None,
+            "min_failed_requests": min(failures) if failures else None,
+            "median_requests": statistics.median(r.requests for r in self.runs)
+            if self.runs else None,
+            "median_seconds": round(statistics.median(r.seconds for r in self.runs), 1)
+            if self.runs else None,
+        }
+
+
+def clopper_pearson(hits: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The exact binomial interval: conservative, right at 0/n and n/n, where the normal
+    approximation claims certainty."""
+    from scipy.stats import beta
+
+    if n == 0:
+        return 0.0, 1.0
+    alpha = 1 - confidence
+    lo = float(beta.ppf(alpha / 2, hits, n - hits + 1)) if hits > 0 else 0.0
+    hi = float(beta.ppf(1 - alpha / 2, hits + 1, n - hits)) if hits < n else 1.0
+    return lo, hi
+
+
+def calibrate(settings: Settings) -> list[Row]:
+    """Every chosen control `settings.calibrate.runs` times on one cluster; the table
+    goes to calibration.json and calibration.html in the report folder."""
+    chosen = named(settings.calibrate.controls)
+    runs = settings.calibrate.runs
+    folder = settings.gate.report_dir.resolve()
+    versions = (FROM_VERSION, *dict.fromkeys(c.to_version for c in chosen))
+    results: dict[str, list[Run]] = {c.name: [] for c in chosen}
+    with startup.prepared(settings, versions) as ready:
+        for round_ in range(1, runs + 1):
+            for control in chosen:
+                run = _run(settings, ready, control, folder / control.name / str(round_))
+                results[control.name].append(run)
+                progress.say(f"calibrate {control.name} {round_}/{runs}: {run.summary} "
+                             f"({run.seconds:.0f}s)")
+                _write(folder, [Row(c, tuple(results[c.name])) for c in chosen], settings)
+    return [Row(c, tuple(results[c.name])) for c in chosen]
+
+
+def _run(settings: Settings, ready: startup.Prepared, control: Control, folder: Path) -> Run:
+    deploy = dataclasses.replace(settings.deploy, values=dict(control.values))
+    if control.rollout_timeout is not None:
+        deploy = dataclasses.replace(deploy, rollout_timeout=control.rollout_timeout)
+    gate = dataclasses.replace(settings.gate, from_version=FROM_VERSION,
+                               to_version=control.to_version, report_dir=folder)
+    run_settings = dataclasses.replace(settings, deploy=deploy, gate=gate)
+    started = time.monotonic()
+    try:
+        result = verify.rehearse(run_settings, ready)
+    finally:
+        with contextlib.suppress(errors.HarnessError):
+            ready.stack.configured(run_settings).down()
+    v = result.verdict
+    return Run(v.outcome, v.figures.requests, v.figures.failures,
+               round(time.monotonic() - started, 1), v.summary())
+
+
+HEAD = ("control", "expected", "verdicts", "rate [95% CI]", "failed req. median (min)",
+        "run s")
+
+
+def _cells(rows: Sequence[Row]) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = []
+    for row in rows:
+        f = row.figures()
+        verdicts = " ".join(f"{k} {n}" for k, n in sorted(Counter(
+            r.outcome for r in row.runs).items()))
+        lo, hi = row.interval
+        out.append((row.control.name, row.control.expected, verdicts,
+                    f"{row.hits}/{len(row.runs)} [{lo:.2f}, {hi:.2f}]",
+                    f"{f['median_failed_requests']} ({f['min_failed_requests']})",
+                    f"{f['median_seconds']}"))
+    return out
+
+
+def table(rows: Sequence[Row]) -> str:
+    """The plain-text table the command prints and the README quotes."""
+    lines = [HEAD, *_cells(rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(HEAD))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                     for line in lines)
+
+
+def _write(folder: Path, rows: Sequence[Row], settings: Settings) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    t = settings.traffic
+    doc = {"schema": 1, "confidence": CONFIDENCE,
+           "traffic": dataclasses.asdict(t), "verdict": dataclasses.asdict(settings.verdict),
+           "gate": {k: v for k, v in dataclasses.asdict(settings.gate).items()
+                    if k in {f.name for f in dataclasses.fields(GateSettings)}
+                    and k != "report_dir"},
+           "controls": [row.figures() for row in rows]}
+    (folder / "calibration.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in line) + "</tr>"
+                    for line in _cells(rows))
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in HEAD)
+    (folder / "calibration.html").write_text(
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>calibration'
+        "</title></head><body><h1>Calibration at the gate's settings</h1>"
+        f"<p>{t.users} keep-alive + {t.churn_users} new-connection clients x "
+        f"{t.rate_per_user:g} req/s; each control's runs interleaved round by round.</p>"
+        f"<table><tr>{head}</tr>{cells}</table></body></html>\n")

@@ -1,0 +1,83 @@
+"""The controls: rollouts whose right verdict is known, to show the gate tells them apart.
+
+A gate shown only to pass proves nothing. Each control is a real rollout of
+the bundled model — a bad chart setting or a misbehaving build — with the
+verdict a sound gate must give. They run with the gate's default settings
+(traffic, thresholds): a control that fails only under a special load proves
+the load, not the gate users run. `make test` runs each once; `calibrate`
+runs each N times and reports the rate with its confidence interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Expected = Literal["pass", "fail", "measure"]
+
+
+@dataclass(frozen=True)
+class Control:
+    name: str
+    to_version: str
+    expected: Expected
+    """The verdict a sound gate gives; "measure": no right answer is claimed, the rate
+    is reported (a hazard whose size depends on the cluster)."""
+    why: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+    """Chart values for both versions (--set)."""
+    rollout_timeout: int | None = None
+    """Overrides the default when the control is meant to stall."""
+    failed_requests: bool = False
+    """A FAIL that must come from failed requests (not from the rollout's end state)."""
+    broken: tuple[str, ...] = ()
+    """Names (prefixes) of the checks that must fail."""
+
+
+FROM_VERSION = "1.0.0"
+
+CONTROLS: tuple[Control, ...] = (
+    Control("rolling-update", "1.1.0", "pass", "the chart as shipped: drain, preStop, probes"),
+    Control("slow-start", "1.1.0-slow-start", "pass",
+            "a version slow to become ready: readiness holds traffic back until it is"),
+    Control("drain-off", "1.1.0", "fail",
+            "no preStop hook and an abrupt exit on SIGTERM: connections are cut",
+            values={"gracefulDrain": {"enabled": False}}, failed_requests=True,
+            broken=("no failed requests",)),
+    Control("recreate", "1.1.0", "fail", "the Recreate strategy: every pod goes at once",
+            values={"strategy": {"type": "Recreate"}}, failed_requests=True,
+            broken=("no failed requests",)),
+    Control("flaky", "1.1.0-flaky", "fail", "a version answering 500 to some inputs",
+            failed_requests=True, broken=("no failed requests",)),
+    Control("stall", "1.1.0-stall", "fail",
+            "a version whose answers to some inputs stall past the client's latency SLO",
+            failed_requests=True, broken=("no failed requests",)),
+    Control("readiness-off", "1.1.0-slow-start", "fail",
+            "a slow-starting version with its readiness probe off: traffic reaches it "
+            "before it can answer", values={"probes": {"readiness": {"enabled": False}}},
+            failed_requests=True, broken=("no failed requests",)),
+    Control("never-ready", "1.1.0-never-ready", "fail",
+            "a version that never gets ready: the rollout stalls and is rolled back",
+            values={"progressDeadlineSeconds": 20}, rollout_timeout=60,
+            broken=("rollout finished",)),
+    Control("no-prestop", "1.1.0", "measure",
+            "graceful drain on SIGTERM but no preStop hook: endpoint removal races the exit",
+            values={"gracefulDrain": {"preStop": False}}),
+)
+
+BY_NAME = {control.name: control for control in CONTROLS}
+
+
+def named(names: str) -> tuple[Control, ...]:
+    """Controls from a comma-separated list ("all" for every one), in table order."""
+    from harness import errors
+
+    if names == "all":
+        return CONTROLS
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in BY_NAME]
+    if unknown or not wanted:
+        raise errors.UsageError(f"no control named {', '.join(unknown) or repr(names)}; "
+                                f"controls: {', '.join(BY_NAME)}")
+    return tuple(c for c in CONTROLS if c.name in wanted)
