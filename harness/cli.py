@@ -1,11 +1,12 @@
 """The `rollout-harness` command line.
 
 Exit codes: 0 success (verify/rehearse: PASS); 1 a check or gate failed
-(missing toolchain parts, a FAIL verdict); 3 the verdict is INCONCLUSIVE
-(the traffic did not cover the rollout: never a pass); 2 an error the
-harness could not get past; 64 bad usage;
-69 no docker engine; 70 toolchain build/download failure; 71 cluster
-failure; 72 deploy failure; 130 interrupted.
+(missing toolchain parts, a FAIL verdict, a control with a wrong verdict);
+3 the verdict is INCONCLUSIVE (the run could not have shown a failure: never
+a pass); 2 an error the harness could not get past, or a crash (its
+traceback goes to a log file, named on screen); 64 bad usage (unknown
+options included); 69 no docker engine; 70 toolchain build/download
+failure; 71 cluster failure; 72 deploy failure; 130 interrupted.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import os
 import sys
 from collections.abc import Sequence
 from importlib import metadata
+from pathlib import Path
+from typing import NoReturn
 
 from harness import errors, progress, settings
 from harness.settings import Settings
@@ -37,9 +40,17 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on a usage error, which is our "harness error" code: usage is 64."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(errors.UsageError.exit_code, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Each command's own arguments here; every setting's flag from the settings table."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rollout-harness",
         description="Rollout gate for ML model releases on Kubernetes (kind, Pulumi, Locust).",
     )
@@ -214,7 +225,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         progress.say("interrupted")
         return 130
+    except Exception as e:  # a bug: one line here, the traceback in a file
+        where = _crash_log(e)
+        progress.say(f"error: the harness crashed ({type(e).__name__}: {e}); traceback in "
+                     f"{where}; please report it")
+        return 2
     return 0
+
+
+def _crash_log(error: BaseException) -> Path:
+    import tempfile
+    import traceback
+
+    fd, name = tempfile.mkstemp(prefix="rollout-harness-crash-", suffix=".log")
+    with os.fdopen(fd, "w") as out:
+        out.write("".join(traceback.format_exception(error)))
+    log.debug("crash", exc_info=error)
+    return Path(name)
 
 
 if __name__ == "__main__":

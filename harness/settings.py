@@ -160,6 +160,18 @@ def chart_values(raw: Any, name: str) -> dict[str, Any]:
     return values
 
 
+def model_version(raw: Any, name: str) -> str:
+    """A chart version = image tag, checked the way the Pulumi program checks it, before
+    anything is built (a bad one would otherwise fail minutes later in an image build)."""
+    from ml_model_program import check_chart_version
+
+    try:
+        check_chart_version(str(raw))
+    except ValueError as e:
+        raise errors.UsageError(f"{name}: {e}") from None
+    return str(raw)
+
+
 def default_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "rollout-harness"
@@ -270,10 +282,11 @@ class TrafficSettings:
 @dataclass(frozen=True)
 class GateSettings:
     from_version: str = option(
-        "1.0.0", flag="--from", commands=ROLLOUT_COMMANDS,
+        "1.0.0", flag="--from", commands=ROLLOUT_COMMANDS, parse=model_version,
         help="the version serving before the rollout")
     to_version: str = option(
-        "1.1.0", flag="--to", commands=ROLLOUT_COMMANDS, help="the version rolled out")
+        "1.1.0", flag="--to", commands=ROLLOUT_COMMANDS, parse=model_version,
+        help="the version rolled out")
     baseline_seconds: float = option(
         10.0, flag="--baseline", parse=number(1), unit="s", commands=GATE_COMMANDS,
         help="traffic on the old version before the upgrade starts")

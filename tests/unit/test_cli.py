@@ -115,3 +115,36 @@ def test_rehearse_up_and_down_keep_the_cluster_and_verify_does_not():
         args = parser.parse_args([command])
         assert cli.settings_from(args).cluster.keep is kept, command
     assert cli.settings_from(parser.parse_args(["verify", "--keep"])).cluster.keep is True
+
+
+def test_an_unknown_option_is_bad_usage_exit_64(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["verify", "--frm", "1.0.0"])
+    assert done.value.code == 64
+    assert "unrecognized arguments: --frm" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["1.1", "latest", "v1.1.0"])
+def test_a_version_that_is_not_semver_is_refused_before_anything_is_made(
+        bad: str, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    code, _, said = run(["verify", "--to", bad], capsys)
+    assert code == 64
+    assert f"--to: chartVersion must be a SemVer version like 1.2.0 or 1.1.0-flaky, not '{bad}'" \
+        in said
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_crash_is_one_line_exit_2_and_a_traceback_in_a_file(capsys,
+                                                              monkeypatch: pytest.MonkeyPatch):
+    def boom(args, settings):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(cli, "cmd_toolchain", boom)
+    code, _, said = run(["toolchain"], capsys)
+    assert code == 2
+    (line,) = said.splitlines()
+    assert line.startswith("==> error: the harness crashed (KeyError: 'oops'); traceback in ")
+    crash = Path(line.split("traceback in ")[1].split(";")[0])
+    assert "KeyError: 'oops'" in crash.read_text()
+    crash.unlink()

@@ -129,7 +129,7 @@ class ModelConfig:
     ``serviceUrl`` ``http://ADDRESS:NODEPORT``."""
 
     def __post_init__(self) -> None:
-        _check_chart_version(self.chart_version)
+        check_chart_version(self.chart_version)
         _check_chart_source(self.chart_path, self.chart_repo)
         if not isinstance(self.values, Mapping):
             raise ValueError(f"values must be an object of chart values, not {self.values!r}")
@@ -438,7 +438,7 @@ def _url_host(host: str) -> str:
 # --- validation -------------------------------------------------------------------------
 
 
-def _check_chart_version(value: Any) -> None:
+def check_chart_version(value: Any) -> None:
     if not isinstance(value, str) or not _SEMVER.match(value):
         raise ValueError(
             f"chartVersion must be a SemVer version like 1.2.0 or 1.1.0-flaky, not {value!r}"
