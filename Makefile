@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HARNESS := $(BIN)/rollout-harness
 PYTEST := $(BIN)/pytest
 
-.PHONY: help setup helm toolchain toolchain-check cluster-up cluster-down verify rehearse calibrate rollout down test lint unit e2e bench clean
+.PHONY: help setup helm toolchain toolchain-check cluster-up cluster-down verify rehearse calibrate rollout down test lint unit e2e mutation bench clean
 
 OLD ?= 1.0.0
 NEW ?= 1.1.0
@@ -25,6 +25,7 @@ help:
 	@echo "make test        lint, unit tests, then e2e tests on a real kind cluster"
 	@echo "make toolchain   docker, kind, node image (built from Go modules if needed)"
 	@echo "make cluster-up  a kind cluster from the toolchain; make cluster-down deletes it"
+	@echo "make mutation    mutation testing of the verdict (harness/verdict.py): survivors listed"
 	@echo "make bench       server and load benchmarks (figures for the README)"
 
 $(VENV)/.installed: pyproject.toml
@@ -81,6 +82,14 @@ e2e: toolchain
 	$(PYTEST) tests/e2e -m e2e -v
 
 test: lint unit e2e
+
+# mutants of harness/verdict.py against its unit tests; prints the survivors. Starts afresh:
+# mutmut keeps a mutant's result until its function changes, even when the tests do.
+MUTATION_CHILDREN ?= 2
+mutation: setup
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children $(MUTATION_CHILDREN)
+	$(BIN)/mutmut results
 
 bench: setup
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk >/dev/null; } || echo "wrk not installed: the built-in client is used"

@@ -232,7 +232,9 @@ def _coverage(plan: Plan, before: Sequence[Request], after: Sequence[Request],
                     f"(need {limits.min_requests_before})")
     if len(after) < limits.min_requests_after:
         gaps.append(f"{len(after)} requests after the rollout (need {limits.min_requests_after})")
-    if figures.longest_gap_seconds is None or figures.longest_gap_seconds > limits.max_gap_seconds:
+    if figures.longest_gap_seconds is None:
+        gaps.append("no rollout to cover: the old version was gone before the upgrade started")
+    elif figures.longest_gap_seconds > limits.max_gap_seconds:
         gaps.append(f"no request for {figures.longest_gap_seconds}s during the rollout "
                     f"(allowed {limits.max_gap_seconds}s)")
     starts = [r.t for r in requests]

@@ -329,3 +329,513 @@ def test_an_inconclusive_summary_says_why():
     assert verdict.summary().startswith("INCONCLUSIVE: Locust left no count of its requests")
     assert verdict.summary().endswith("0 of 5,000 requests failed (1.0.0 → 1.1.0, 3 pods "
                                       "replaced)")
+
+
+# -- mutation testing (make mutation): each rule's edges, figures and words are pinned ----
+
+
+def at(seconds: float, version: str | None = "1.0.0", *, latency: float = 5.0,
+       name: str = "predict", pod: str | None = None, status: int = 200,
+       error: str | None = None) -> Request:
+    """One request `seconds` from the upgrade's start; it failed when `error` or a non-2xx
+    status says so."""
+    ok = error is None and 200 <= status < 300
+    return Request(T0 + seconds, latency, status, error, version, ok, name, pod)
+
+
+def test_a_clean_run_names_every_rule_and_reports_its_figures():
+    verdict = decide(traffic(), rolling_lives())
+    assert [(c.name, c.outcome, c.detail) for c in verdict.checks] == [
+        ("no failed requests", "pass", "every request was answered with success within the SLO"),
+        ("rollout finished on the new version", "pass", "all 3 replicas ready on 1.1.0"),
+        ("both versions answered, the old one never after the rollout", "pass",
+         "1.0.0: 2200, 1.1.0: 2800"),
+        ("traffic covered the rollout", "pass",
+         "1000 requests before, 1599 after, longest gap 0.01s, all 3 replaced pods covered, "
+         "100 req/s"),
+        ("latency within budget", "pass",
+         "p99 5.0 ms during the rollout, 5.0 ms before, budget 105.0 ms"),
+        ("the traffic could have seen a fault at every pod's exit", "pass",
+         "each of the 3 replaced pods answered at least 20 requests just before it was marked "
+         "terminating and met at least 40 new connections while it terminated"),
+        ("the rollout's timeline is complete", "pass",
+         "every watch ran from the first request to the last"),
+        ("every request Locust made is in the record", "pass", "5000 requests made, 5000 recorded"),
+    ]
+    f = verdict.figures
+    assert (f.p50_baseline_ms, f.p99_baseline_ms, f.p99_rollout_ms, f.p99_after_ms) == (
+        5.0, 5.0, 5.0, 5.0)
+    assert f.longest_gap_seconds == 0.01
+    assert f.rate_achieved == pytest.approx(5000 / 49.99)
+    assert f.recorded_by_locust == 5000 and f.errors == {} and f.attributions == ()
+    assert verdict.plan == PLAN and verdict.marks == MARKS and verdict.first_failures == ()
+
+
+def test_the_record_and_locusts_count_are_both_reported():
+    requests = traffic()
+    verdict = decide(requests, rolling_lives(), tally=Tally(5012, 0, 5000))
+    assert verdict.figures.recorded_by_locust == 5012
+    assert decide(requests, rolling_lives(), tally=None).figures.recorded_by_locust is None
+
+
+# -- the figures: each phase's percentiles, the rate, the longest gap ------------------------
+
+
+def test_each_phase_has_its_own_nearest_rank_percentiles():
+    requests = ([at(-10 + 0.1 * k, latency=1.0 + k) for k in range(100)]
+                + [at(0.1 + 0.2 * k, "1.1.0", latency=101.0 + k) for k in range(100)]
+                + [at(25 + 0.1 * k, "1.1.0", latency=201.0 + k) for k in range(100)])
+    f = decide(requests, rolling_lives()).figures
+    assert (f.p50_baseline_ms, f.p99_baseline_ms, f.p99_rollout_ms, f.p99_after_ms) == (
+        50.0, 99.0, 199.0, 299.0)
+
+
+def test_the_nearest_rank_is_a_rank_out_of_a_hundred():
+    values = [float(v) for v in range(1, 1001)]
+    assert percentile(values, 99) == 990.0
+    assert percentile(values, 50) == 500.0
+    assert percentile([*values, 1001.0], 100) == 1001.0
+
+
+def test_a_request_at_the_very_start_of_the_upgrade_counts_in_the_rollout():
+    requests = [at(-1, latency=1.0), at(0, latency=700.0), at(10, "1.1.0", latency=2.0),
+                at(30, "1.1.0", latency=3.0)]
+    verdict = decide(requests, rolling_lives())
+    f = verdict.figures
+    assert (f.p99_baseline_ms, f.p99_rollout_ms, f.p99_after_ms) == (1.0, 700.0, 3.0)
+    assert check_of(verdict, "latency").outcome == "fail"
+
+
+def test_a_request_at_the_very_end_of_the_rollout_counts_in_the_rollout_not_after():
+    requests = [at(-1, latency=1.0), at(10, "1.1.0", latency=2.0),
+                at(24, "1.1.0", latency=700.0), at(30, "1.1.0", latency=3.0)]
+    verdict = decide(requests, rolling_lives())
+    f = verdict.figures
+    assert f.completed == T0 + 24
+    assert (f.p99_baseline_ms, f.p99_rollout_ms, f.p99_after_ms) == (1.0, 700.0, 3.0)
+    assert check_of(verdict, "latency").outcome == "fail"
+
+
+@pytest.mark.parametrize(("times", "rate"), [
+    ([], 0.0),
+    ([0.0], 0.0),
+    ([3.0, 3.0], 0.0),
+    ([0.0, 0.5], 4.0),
+    ([0.0, 4.0], 0.5),
+    ([0.0, 1.0, 2.0, 4.0], 1.0),
+])
+def test_the_achieved_rate_is_requests_over_the_span_of_their_starts(times, rate):
+    verdict = decide([at(t) for t in times], rolling_lives())
+    assert verdict.figures.rate_achieved == rate
+
+
+def test_a_run_without_any_request_is_inconclusive_and_says_so():
+    verdict = decide([], rolling_lives())
+    assert verdict.outcome == "inconclusive"
+    assert verdict.figures.requests == 0 and verdict.figures.longest_gap_seconds == 24.0
+    check = check_of(verdict, "both versions answered")
+    assert (check.outcome, check.detail) == ("inconclusive",
+                                             "no successful answer from 1.0.0, 1.1.0")
+    assert check_of(verdict, "the rollout's timeline").outcome == "pass"
+
+
+def test_a_rollout_over_before_the_upgrade_started_was_not_covered():
+    lives = [PodLife(f"old-{i}", "1.0.0", T0 - 60, T0 - 55, T0 - 5, T0) for i in range(3)]
+    lives += [PodLife(f"new-{i}", "1.1.0", T0 - 8, T0 - 6, None, None) for i in range(3)]
+    verdict = decide(traffic(switch=-5), lives)
+    assert verdict.figures.completed == T0
+    assert verdict.figures.longest_gap_seconds is None
+    assert check_of(verdict, "traffic covered").outcome == "inconclusive"
+    assert "no rollout to cover: the old version was gone before the upgrade started" in \
+        check_of(verdict, "traffic covered").detail
+
+
+# -- no failed requests ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("latency", "outcome"), [(1000.0, "pass"), (1000.5, "fail")])
+def test_an_answer_exactly_at_the_slo_is_no_failure(latency, outcome):
+    requests = traffic()
+    requests[2000] = dataclasses.replace(requests[2000], latency_ms=latency)
+    verdict = decide(requests, rolling_lives())
+    assert verdict.outcome == outcome
+    assert verdict.figures.errors == ({} if outcome == "pass" else {"slow": 1})
+
+
+def test_the_first_failures_are_reported_in_full_and_unknown_pods_as_such():
+    requests = [*traffic(), at(-4.56789, None, status=0, error="ConnectionResetError(104)")]
+    verdict = decide(requests, rolling_lives())
+    assert verdict.outcome == "fail"
+    assert verdict.figures.by_version == {"1.0.0": 2200, "1.1.0": 2800, "none": 1}
+    assert verdict.first_failures == ({
+        "at_seconds": -4.568, "cause": "reset", "status": 0,
+        "error": "ConnectionResetError(104)", "version": None, "pod": None, "latency_ms": 5.0},)
+    assert check_of(verdict, "no failed requests").detail == (
+        "1 of 5001 failed, the first -4.57s from the upgrade's start: 1 x reset; "
+        "1 reset (no pod known); the first said: ConnectionResetError(104)")
+
+
+def test_only_the_first_ten_failures_are_listed():
+    requests = traffic()
+    for i in range(3000, 3012):
+        requests[i] = dataclasses.replace(requests[i], status=503, ok=False)
+    verdict = decide(requests, rolling_lives())
+    assert verdict.figures.failures == 12 and len(verdict.first_failures) == 10
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    ({"status": 500, "ok": False}, "HTTP 500"),
+    ({"latency_ms": 1500.0}, "answered in 1500 ms"),
+])
+def test_the_failure_detail_says_what_the_first_failure_said(change, said):
+    requests = traffic()
+    requests[2000] = dataclasses.replace(requests[2000], **change)
+    detail = check_of(decide(requests, rolling_lives()), "no failed requests").detail
+    assert detail.endswith(f"; the first said: {said}")
+
+
+def test_the_failure_detail_names_the_three_pods_with_most_failures():
+    requests = traffic()
+    failing = {-5.0: 1, 3.0: 4, 12.5: 3, 20.0: 2}  # unknown, old-0, old-1, old-2 exiting
+    for start, count in failing.items():
+        for k in range(count):
+            requests.append(at(start + 0.01 * k + 0.001, None, status=0, error="reset"))
+    verdict = decide(requests, rolling_lives())
+    assert check_of(verdict, "no failed requests").detail == (
+        "10 of 5010 failed, the first -5.00s from the upgrade's start: 9 x reset as old pods "
+        "exited; 1 x reset; 4 reset at old-0 (exiting), 3 reset at old-1 (exiting), "
+        "2 reset at old-2 (exiting); the first said: reset")
+
+
+# -- rollout finished on the new version --------------------------------------------------
+
+
+@pytest.mark.parametrize(("rolled_back", "detail"), [
+    (False, "the upgrade failed: pulumi up of 1.1.0 failed: timed out"),
+    (True, "the upgrade failed and was rolled back: pulumi up of 1.1.0 failed: timed out"),
+])
+def test_a_failed_upgrade_says_whether_it_was_rolled_back(rolled_back, detail):
+    marks = Marks(T0, None, T0 + 40, "pulumi up of 1.1.0 failed: timed out", rolled_back)
+    verdict = decide(traffic(), rolling_lives(), marks=marks)
+    check = check_of(verdict, "rollout finished")
+    assert verdict.outcome == "fail"
+    assert (check.outcome, check.detail) == ("fail", detail)
+
+
+@pytest.mark.parametrize(("final", "detail"), [
+    (FinalState(1, {}), "at the end 0/1 replicas ready on 1.1.0, others ready: none"),
+    (FinalState(3, {"1.1.0": 3, "1.0.0": 1}),
+     "at the end 3/3 replicas ready on 1.1.0, others ready: {'1.0.0': 1}"),
+])
+def test_the_end_state_must_be_all_and_only_the_new_version(final, detail):
+    verdict = decide(traffic(), rolling_lives(), final=final)
+    check = check_of(verdict, "rollout finished")
+    assert verdict.outcome == "fail"
+    assert (check.outcome, check.detail) == ("fail", detail)
+
+
+def test_another_version_with_no_ready_replica_does_not_spoil_the_end_state():
+    final = FinalState(3, {"1.1.0": 3, "1.0.0": 0})
+    assert decide(traffic(), rolling_lives(), final=final).outcome == "pass"
+
+
+# -- both versions answered, the old one never after the rollout ----------------------------
+
+
+@pytest.mark.parametrize(("start", "outcome"), [(24.0, "pass"), (24.001, "fail")])
+def test_the_old_version_may_answer_a_request_started_as_its_last_pod_went(start, outcome):
+    verdict = decide([*traffic(), at(start)], rolling_lives())
+    check = check_of(verdict, "both versions answered")
+    assert verdict.outcome == outcome and check.outcome == outcome
+    if outcome == "fail":
+        assert check.detail == ("1 requests started after the last 1.0.0 pod was gone were "
+                                "answered by 1.0.0")
+
+
+def test_an_unexpected_version_is_named():
+    requests = traffic()
+    requests[100] = dataclasses.replace(requests[100], version="0.9.0")
+    check = check_of(decide(requests, rolling_lives()), "both versions answered")
+    assert (check.outcome, check.detail) == ("fail", "unexpected versions answered: "
+                                                     "{'0.9.0': 1}")
+
+
+# -- traffic covered the rollout ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("before", "at_start", "outcome"), [
+    (50, False, "pass"),
+    (49, True, "inconclusive"),  # a request at the upgrade's start is not before it
+])
+def test_the_requests_needed_before_the_upgrade_are_a_minimum(before, at_start, outcome):
+    requests = [r for r in traffic() if r.t > T0]
+    requests += [at(-0.05 * (k + 1)) for k in range(before)] + ([at(0.0)] if at_start else [])
+    verdict = decide(requests, rolling_lives())
+    check = check_of(verdict, "traffic covered")
+    assert verdict.outcome == outcome and check.outcome == outcome
+    if outcome == "inconclusive":
+        assert check.detail == "49 requests before the upgrade (need 50)"
+
+
+@pytest.mark.parametrize(("after", "at_end", "outcome"), [
+    (50, False, "pass"),
+    (49, True, "inconclusive"),  # a request as the last old pod goes is not after the rollout
+])
+def test_the_requests_needed_after_the_rollout_are_a_minimum(after, at_end, outcome):
+    requests = [r for r in traffic() if r.t < T0 + 24]
+    requests += ([at(24.0, "1.1.0")] if at_end else []) + [
+        at(24.1 + 0.1 * k, "1.1.0") for k in range(after)]
+    verdict = decide(requests, rolling_lives())
+    check = check_of(verdict, "traffic covered")
+    assert verdict.outcome == outcome and check.outcome == outcome
+    if outcome == "inconclusive":
+        assert check.detail == "49 requests after the rollout (need 50)"
+
+
+@pytest.mark.parametrize(("silence", "longest", "outcome"), [
+    (2.0, 2.0, "pass"),
+    (2.0004, 2.0, "pass"),  # gaps are measured to the millisecond
+    (2.001, 2.001, "inconclusive"),
+])
+def test_the_longest_gap_allowed_is_a_maximum(silence, longest, outcome):
+    requests = [r for r in traffic() if not T0 + 8 <= r.t < T0 + 11]
+    requests += [at(8.0), at(8.0 + silence)]
+    verdict = decide(requests, rolling_lives())
+    check = check_of(verdict, "traffic covered")
+    assert verdict.figures.longest_gap_seconds == longest
+    assert verdict.outcome == outcome and check.outcome == outcome
+    if outcome == "inconclusive":
+        assert check.detail == "no request for 2.001s during the rollout (allowed 2.0s)"
+
+
+@pytest.mark.parametrize(("start", "covered"), [
+    (50.0, True), (51.0, True), (49.99, False), (51.01, False)])
+def test_a_request_at_either_end_of_a_termination_covers_it(start, covered):
+    lives = rolling_lives()
+    lives[0] = dataclasses.replace(lives[0], terminating_at=T0 + 50, gone_at=T0 + 51)
+    marks = dataclasses.replace(MARKS, ended=T0 + 52)
+    verdict = decide([*traffic(end=40), at(start, "1.1.0")], lives, marks=marks)
+    detail = check_of(verdict, "traffic covered").detail
+    assert ("no request while old-0 terminated" not in detail) is covered
+
+
+@pytest.mark.parametrize(("start", "covered"), [(50.5, True), (51.0, True), (51.5, False)])
+def test_a_pod_never_seen_gone_is_covered_by_a_request_in_the_second_after_its_mark(
+        start, covered):
+    lives = rolling_lives()
+    lives[2] = dataclasses.replace(lives[2], terminating_at=T0 + 50, gone_at=None)
+    marks = dataclasses.replace(MARKS, ended=T0 + 60)
+    verdict = decide([*traffic(end=40), at(start, "1.1.0")], lives, marks=marks)
+    detail = check_of(verdict, "traffic covered").detail
+    assert ("no request while old-2 terminated" not in detail) is covered
+
+
+def test_every_uncovered_termination_is_named():
+    lives = rolling_lives()
+    lives[0] = dataclasses.replace(lives[0], terminating_at=T0 + 50, gone_at=T0 + 51)
+    lives[1] = dataclasses.replace(lives[1], terminating_at=T0 + 52, gone_at=T0 + 53)
+    marks = dataclasses.replace(MARKS, ended=T0 + 54)
+    detail = check_of(decide(traffic(end=40), lives, marks=marks), "traffic covered").detail
+    assert "no request while old-0, old-1 terminated" in detail
+
+
+@pytest.mark.parametrize(("planned", "outcome"), [(1.0, "pass"), (1.001, "inconclusive")])
+def test_the_rate_needed_is_a_fraction_of_the_plan_exactly(planned, outcome):
+    requests = traffic()
+    achieved = len(requests) / (requests[-1].t - requests[0].t)
+    plan = dataclasses.replace(PLAN, rate=achieved / PLAN.limits.min_rate_fraction * planned)
+    verdict = decide(requests, rolling_lives(), plan)
+    check = check_of(verdict, "traffic covered")
+    assert verdict.outcome == outcome and check.outcome == outcome
+    if outcome == "inconclusive":
+        assert check.detail == "rate 100/s, planned 200/s"
+
+
+def test_a_plan_of_one_request_a_second_is_held_to_its_rate_too():
+    limits = VerdictSettings(min_requests_before=1, min_requests_after=1, max_gap_seconds=10,
+                             min_answered_before_exit=0, min_new_connections_while_exiting=0)
+    plan = Plan("1.0.0", "1.1.0", rate=1.0, limits=limits)
+    verdict = decide(traffic(rate=0.4), rolling_lives(), plan)  # 20 requests in 47.5 s
+    check = check_of(verdict, "traffic covered")
+    assert verdict.outcome == "inconclusive"
+    assert (check.outcome, check.detail) == ("inconclusive", "rate 0/s, planned 1/s")
+
+
+# -- latency within budget ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("baseline", "rollout", "outcome", "budget"), [
+    (5.0, 105.0, "pass", "105.0"),    # the floor: baseline + 100 ms
+    (5.0, 105.5, "fail", "105.0"),
+    (100.0, 300.0, "pass", "300.0"),  # the factor: baseline x 3
+    (100.0, 300.5, "fail", "300.0"),
+])
+def test_the_latency_budget_is_the_larger_of_factor_and_floor(baseline, rollout, outcome,
+                                                              budget):
+    requests = [dataclasses.replace(r, latency_ms=baseline if r.t < T0 else
+                                    rollout if r.t <= T0 + 24 else 5.0) for r in traffic()]
+    verdict = decide(requests, rolling_lives())
+    check = check_of(verdict, "latency within budget")
+    assert verdict.outcome == outcome and check.outcome == outcome
+    assert check.detail == (f"p99 {rollout:.1f} ms during the rollout, {baseline:.1f} ms "
+                            f"before, budget {budget} ms")
+
+
+def test_latency_without_a_baseline_is_inconclusive():
+    verdict = decide([r for r in traffic() if r.t >= T0], rolling_lives())
+    check = check_of(verdict, "latency within budget")
+    assert verdict.outcome == "inconclusive"
+    assert (check.name, check.outcome, check.detail) == (
+        "latency within budget", "inconclusive",
+        "no successful requests to measure before or during")
+
+
+# -- the traffic could have seen a fault at every pod's exit ----------------------------------
+
+
+def lone_pod(new_created: float = T0 + 3, old_gone: float = T0 + 10) -> list[PodLife]:
+    """One replica: old-0 marked terminating at +2 s; new-0 created at `new_created`."""
+    return [PodLife("old-0", "1.0.0", T0 - 60, T0 - 55, T0 + 2, old_gone),
+            PodLife("new-0", "1.1.0", new_created, new_created + 1, None, None)]
+
+
+ONE = FinalState(1, {"1.1.0": 1})
+
+
+def test_a_lone_pod_passes_on_its_own():
+    assert decide(traffic(switch=5), lone_pod(), final=ONE).outcome == "pass"
+
+
+def test_a_lone_pod_is_credited_every_answer_before_its_exit():
+    plan = dataclasses.replace(PLAN, limits=VerdictSettings(min_answered_before_exit=400))
+    verdict = decide(traffic(switch=5), lone_pod(), plan, final=ONE)
+    assert check_of(verdict, "the traffic could have seen").outcome == "pass"
+
+
+@pytest.mark.parametrize("lives", [
+    lone_pod(new_created=T0 + 2),  # new-0 came up as old-0 was marked terminating
+    [*lone_pod(), PodLife("new-x", "1.1.0", T0 - 5, T0 - 4, None, T0 + 2)],  # and one went
+], ids=["created-then", "gone-then"])
+def test_a_pod_that_came_or_went_at_the_exit_mark_shares_the_answers(lives):
+    plan = dataclasses.replace(PLAN, limits=VerdictSettings(min_answered_before_exit=400))
+    verdict = decide(traffic(switch=5), lives, plan, final=ONE)
+    check = check_of(verdict, "the traffic could have seen")
+    assert check.outcome == "inconclusive"
+    assert check.detail.startswith("old-0: 250 answers in the 5s before it was marked "
+                                   "terminating (need 400)")
+
+
+def named_traffic(answers: int, *extra: Request) -> list[Request]:
+    """Requests with pod names: old-0 gives the first `answers` of the 5 s before its exit
+    mark at +2 s, new-0 (up since -5 s) all the others from -3 s on."""
+    requests, given = [], 0
+    for r in traffic():
+        mine = r.t < T0 - 3 or (r.t < T0 + 2 and given < answers)
+        given += mine and r.t >= T0 - 3
+        requests.append(dataclasses.replace(r, pod="old-0" if mine else "new-0",
+                                            version="1.0.0" if mine else "1.1.0"))
+    return [*requests, *extra]
+
+
+@pytest.mark.parametrize(("requests", "outcome"), [
+    (named_traffic(20), "pass"),
+    (named_traffic(19), "inconclusive"),
+    (named_traffic(19, at(-3.0, pod="old-0")), "pass"),  # the window includes its start
+    (named_traffic(19, at(2.0, pod="old-0")), "inconclusive"),  # not the exit mark itself
+], ids=["20", "19", "19+start", "19+mark"])
+def test_the_answers_needed_before_an_exit_are_a_minimum(requests, outcome):
+    verdict = decide(requests, lone_pod(new_created=T0 - 5), final=ONE)
+    check = check_of(verdict, "the traffic could have seen")
+    assert verdict.outcome == outcome and check.outcome == outcome
+    if outcome == "inconclusive":
+        assert check.detail.startswith("old-0: 19 answers in the 5s before it was marked "
+                                       "terminating (need 20), ")
+
+
+def fresh_traffic(*starts: float, switch: float = 5) -> list[Request]:
+    """Traffic whose only new-connection requests start at `starts`."""
+    return ([dataclasses.replace(r, name="predict") for r in traffic(switch=switch)]
+            + [at(t, "1.0.0" if t < switch else "1.1.0", name=NEW_CONNECTION) for t in starts])
+
+
+BETWEEN = [2.1 + 0.2 * k for k in range(38)]
+"""38 new connections strictly inside old-0's termination, from +2 s to +10 s."""
+
+
+@pytest.mark.parametrize(("starts", "outcome", "fresh"), [
+    ([2.0, *BETWEEN, 10.0], "pass", 40),  # both ends of the termination count
+    ([*BETWEEN, 10.0], "inconclusive", 39),
+    ([2.0, *BETWEEN], "inconclusive", 39),
+], ids=["40", "39-no-start", "39-no-end"])
+def test_the_new_connections_needed_while_a_pod_exits_are_a_minimum(starts, outcome, fresh):
+    verdict = decide(fresh_traffic(*starts), lone_pod(), final=ONE)
+    check = check_of(verdict, "the traffic could have seen")
+    assert verdict.outcome == outcome and check.outcome == outcome
+    if outcome == "inconclusive":
+        assert check.detail.endswith(f", {fresh} new connections while it terminated "
+                                     "(need 40)")
+
+
+@pytest.mark.parametrize(("starts", "outcome"), [
+    ([2.0 + 0.02 * k for k in range(40)], "pass"),  # over 0.8 s: after it was gone
+    ([2.0 + 0.025 * k for k in range(39)] + [3.1, 3.2, 3.3, 3.4, 3.5], "inconclusive"),
+], ids=["40-in-1s", "39-in-1s"])
+def test_a_pod_gone_at_once_is_held_to_one_second_of_new_connections(starts, outcome):
+    lives = lone_pod(new_created=T0 + 1, old_gone=T0 + 2.2)
+    verdict = decide(fresh_traffic(*starts, switch=2), lives, final=ONE)
+    check = check_of(verdict, "the traffic could have seen")
+    assert verdict.outcome == outcome and check.outcome == outcome
+    if outcome == "inconclusive":
+        assert check.detail.endswith(", 39 new connections while it terminated (need 40)")
+
+
+def test_the_power_detail_names_three_pods_at_most():
+    lives = [PodLife(f"old-{i}", "1.0.0", T0 - 60, T0 - 55, T0 + 2 + 7 * i, T0 + 10 + 7 * i)
+             for i in range(4)]
+    lives += [PodLife(f"new-{i}", "1.1.0", T0 + 7 * i, T0 + 2 + 7 * i, None, None)
+              for i in range(4)]
+    requests = [dataclasses.replace(r, name="predict") for r in traffic(end=45, switch=33)]
+    marks = dataclasses.replace(MARKS, ended=T0 + 45)
+    verdict = decide(requests, lives, marks=marks, final=FinalState(4, {"1.1.0": 4}))
+    parts = check_of(verdict, "the traffic could have seen").detail.split("; ")
+    assert [p.split(":")[0] for p in parts] == ["old-0", "old-1", "old-2"]
+
+
+def test_no_pod_replaced_leaves_the_power_rule_inconclusive():
+    lives = [PodLife(f"new-{i}", "1.1.0", T0, T0 + 1, None, None) for i in range(3)]
+    check = check_of(decide(traffic(switch=-100), lives), "the traffic could have seen")
+    assert (check.outcome, check.detail) == ("inconclusive", "no pod was replaced")
+
+
+# -- the rollout's timeline is complete ------------------------------------------------------
+
+
+@pytest.mark.parametrize("gap", [
+    WatchGap("Pod", T0 - 5, T0 - 3, "refused"),     # traffic had begun, the upgrade not
+    WatchGap("Pod", T0 - 12, T0 - 10, "refused"),   # it came back as the first request began
+    WatchGap("Pod", T0 + 40, T0 + 41, "refused"),   # it went down as the traffic stopped
+], ids=["before-upgrade", "ends-at-first-request", "starts-at-the-end"])
+def test_a_watch_gap_anywhere_from_the_first_request_to_the_end_counts(gap):
+    verdict = decide(traffic(), rolling_lives(), gaps=[gap])
+    assert verdict.outcome == "inconclusive"
+    assert check_of(verdict, "the rollout's timeline").outcome == "inconclusive"
+
+
+def test_the_timeline_detail_names_three_holes_at_most():
+    gaps = [WatchGap("Pod", T0 + 2 * k, T0 + 2 * k + 1, f"gap {k}") for k in range(4)]
+    detail = check_of(decide(traffic(), rolling_lives(), gaps=gaps),
+                      "the rollout's timeline").detail
+    assert [part.split("(")[-1] for part in detail.split("; ")] == ["gap 0)", "gap 1)", "gap 2)"]
+
+
+# -- every request Locust made is in the record ------------------------------------------
+
+
+@pytest.mark.parametrize(("made", "recorded"), [(5000, 4990), (5012, 5000)])
+def test_a_count_that_differs_anywhere_makes_the_run_inconclusive(made, recorded):
+    verdict = decide(traffic(), rolling_lives(), tally=Tally(made, 0, recorded))
+    check = check_of(verdict, "every request Locust made")
+    assert verdict.outcome == "inconclusive"
+    assert (check.outcome, check.detail) == (
+        "inconclusive",
+        f"Locust made {made} requests, its recorder wrote {recorded}, the record holds 5000")
