@@ -2,7 +2,7 @@
 
 A verdict that only counts failures sends a person to the logs. Each failed
 request gets a cause a person can act on — refused, reset, connection
-closed, timeout, slow, HTTP 5xx, bad body — and a pod: the one that answered
+closed, unreachable, timeout, slow, HTTP 5xx, bad body — and a pod: the one that answered
 (its X-Pod-Name), else the pod whose exit or start was under way when the
 request began, which is where a request with no answer almost always died.
 Pure functions over the evidence, like the verdict they serve.
@@ -36,6 +36,7 @@ def cause(request: Request, slo_ms: float) -> str | None:
         for words, name in (
             (("requestcut",), "cut at stop"),
             (("refused",), "refused"),
+            (("no route", "unreachable"), "unreachable"),
             (("reset",), "reset"),
             (("timeout", "timed out"), "timeout"),
             (("closed", "disconnected", "incomplete", "badstatusline", "eof", "broken pipe"),

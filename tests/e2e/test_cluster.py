@@ -32,6 +32,16 @@ def test_node_runs_the_toolchain_image(cluster: clusters.Cluster, toolchain: Too
     assert image == toolchain.node_image
 
 
+def test_a_pod_ip_that_no_longer_exists_stays_on_the_node(cluster: clusters.Cluster):
+    """A Service may still send a connection to an exited pod's IP: it must fail on the
+    node, not travel on through the node's default gateway into the host's network."""
+    (container,) = clusters.node_containers(cluster.name)
+    route = subprocess.run(["docker", "exec", container, "ip", "route", "get", "10.244.0.250"],
+                           capture_output=True, text=True, check=False)
+    said = (route.stdout + route.stderr).lower()
+    assert route.returncode != 0 and "no route to host" in said, said
+
+
 @pytest.fixture(scope="module")
 def probe_namespace(api: client.ApiClient) -> Iterator[str]:
     """One namespace for the tests sharing the probe Service and its fixed nodePort."""

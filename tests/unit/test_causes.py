@@ -30,6 +30,8 @@ def req(t: float = 10.0, *, status: int = 200, ok: bool = True, error: str | Non
     (req(status=0, ok=False, error="RemoteDisconnected: Remote end closed connection", pod=None),
      "connection closed"),
     (req(status=0, ok=False, error="OSError: something else", pod=None), "no response"),
+    (req(status=0, ok=False, error="OSError: [Errno 113] No route to host", pod=None),
+     "unreachable"),
     (req(status=0, ok=False, pod=None,
          error="RequestCut: the run ended with the request under way (GreenletExit)"),
      "cut at stop"),
