@@ -107,20 +107,26 @@ def calibrate(settings: Settings) -> list[Row]:
     return [Row(c, tuple(results[c.name])) for c in chosen]
 
 
-def _run(settings: Settings, ready: startup.Prepared, control: Control, folder: Path) -> Run:
+def rehearse(settings: Settings, ready: startup.Prepared, control: Control,
+             report_dir: Path) -> verify.Result:
+    """One run of `control` on a prepared cluster, from nothing back to nothing: the gate's
+    settings with only the control's versions, chart values and rollout timeout."""
     deploy = dataclasses.replace(settings.deploy, values=dict(control.values))
     if control.rollout_timeout is not None:
         deploy = dataclasses.replace(deploy, rollout_timeout=control.rollout_timeout)
     gate = dataclasses.replace(settings.gate, from_version=FROM_VERSION,
-                               to_version=control.to_version, report_dir=folder)
+                               to_version=control.to_version, report_dir=report_dir)
     run_settings = dataclasses.replace(settings, deploy=deploy, gate=gate)
-    started = time.monotonic()
     try:
-        result = verify.rehearse(run_settings, ready)
+        return verify.rehearse(run_settings, ready)
     finally:
         with contextlib.suppress(errors.HarnessError):
             ready.stack.configured(run_settings).down()
-    v = result.verdict
+
+
+def _run(settings: Settings, ready: startup.Prepared, control: Control, folder: Path) -> Run:
+    started = time.monotonic()
+    v = rehearse(settings, ready, control, folder).verdict
     return Run(v.outcome, v.figures.requests, v.figures.failures,
                round(time.monotonic() - started, 1), v.summary())
 

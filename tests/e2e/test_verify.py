@@ -10,16 +10,14 @@ thresholds a user gets from `make verify`. `make calibrate` repeats them.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from harness import calibrate, controls, startup
 from harness import cluster as clusters
-from harness import controls, errors, startup, verify
 from harness.settings import Settings
 
 pytestmark = pytest.mark.timeout(600)
@@ -38,20 +36,10 @@ def test_gate(control: controls.Control, settings: Settings, cluster: clusters.C
     defaults = Settings()
     assert (settings.traffic, settings.gate, settings.verdict) == (
         defaults.traffic, defaults.gate, defaults.verdict), "controls run at the defaults"
-    deploy = dataclasses.replace(settings.deploy, values=dict(control.values))
-    if control.rollout_timeout is not None:
-        deploy = dataclasses.replace(deploy, rollout_timeout=control.rollout_timeout)
-    run = dataclasses.replace(
-        settings.replace("cluster", keep=True), deploy=deploy,
-        gate=dataclasses.replace(settings.gate, from_version=controls.FROM_VERSION,
-                                 to_version=control.to_version, report_dir=tmp_path / "report"))
-    with startup.prepared(run, (controls.FROM_VERSION, control.to_version)) as ready:
+    kept = settings.replace("cluster", keep=True)
+    with startup.prepared(kept, (controls.FROM_VERSION, control.to_version)) as ready:
         assert ready.cluster.name == cluster.name
-        try:
-            result = verify.rehearse(run, ready)
-        finally:
-            with contextlib.suppress(errors.HarnessError):
-                ready.stack.configured(run).down()
+        result = calibrate.rehearse(kept, ready, control, tmp_path / "report")
     verdict = result.verdict
     checks = {c.name: c for c in verdict.checks}
     assert verdict.outcome == control.expected, verdict.checks
@@ -63,7 +51,7 @@ def test_gate(control: controls.Control, settings: Settings, cluster: clusters.C
         assert any(n.startswith(prefix) and c.outcome == "fail" for n, c in checks.items())
     if control.expected == "pass":
         assert verdict.figures.by_version.keys() == {"1.0.0", control.to_version}
-        assert verdict.figures.replaced_pods == run.deploy.replicas
+        assert verdict.figures.replaced_pods == settings.deploy.replicas
         assert all(c.outcome == "pass" for c in verdict.checks), verdict.checks
     if control.name == "never-ready":
         assert verdict.marks.rolled_back and verdict.marks.finished is None
