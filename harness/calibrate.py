@@ -62,7 +62,8 @@ class Row:
         lo, hi = self.interval
         return {
             "control": self.control.name, "to_version": self.control.to_version,
-            "values": dict(self.control.values), "expected": self.control.expected,
+            "values": dict(self.control.values), "traffic": dict(self.control.traffic),
+            "expected": self.control.expected,
             "runs": len(self.runs), "verdicts": dict(Counter(r.outcome for r in self.runs)),
             "rate": round(self.hits / len(self.runs), 3) if self.runs else None,
             "interval": [round(lo, 3), round(hi, 3)],
@@ -110,7 +111,9 @@ def calibrate(settings: Settings) -> list[Row]:
 def rehearse(settings: Settings, ready: startup.Prepared, control: Control,
              report_dir: Path) -> verify.Result:
     """One run of `control` on a prepared cluster, from nothing back to nothing: the gate's
-    settings with only the control's versions, chart values and rollout timeout."""
+    settings with only the control's versions, chart values and rollout timeout (and,
+    for a control of the load itself, its traffic changes)."""
+    settings = settings.replace("traffic", **control.traffic)
     deploy = dataclasses.replace(settings.deploy, values=dict(control.values))
     if control.rollout_timeout is not None:
         deploy = dataclasses.replace(deploy, rollout_timeout=control.rollout_timeout)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-Expected = Literal["pass", "fail", "measure"]
+Expected = Literal["pass", "fail", "inconclusive", "measure"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,13 @@ class Control:
     failed_requests: bool = False
     """A FAIL that must come from failed requests (not from the rollout's end state)."""
     broken: tuple[str, ...] = ()
-    """Names (prefixes) of the checks that must fail."""
+    """Names (prefixes) of the checks that must give the expected outcome."""
+    causes: frozenset[str] = frozenset()
+    """When given, every failed request's cause is one of these (harness/causes.py)."""
+    blamed: Literal["old", "new"] | None = None
+    """When given, every failure laid at a pod is laid at a pod of this version."""
+    traffic: Mapping[str, Any] = field(default_factory=dict)
+    """Traffic settings changed from the defaults; only for controls of the load itself."""
 
 
 FROM_VERSION = "1.0.0"
@@ -44,15 +50,21 @@ CONTROLS: tuple[Control, ...] = (
     Control("drain-off", "1.1.0", "fail",
             "no preStop hook and an abrupt exit on SIGTERM: connections are cut",
             values={"gracefulDrain": {"enabled": False}}, failed_requests=True,
-            broken=("no failed requests",)),
+            broken=("no failed requests",), blamed="old"),
     Control("recreate", "1.1.0", "fail", "the Recreate strategy: every pod goes at once",
             values={"strategy": {"type": "Recreate"}}, failed_requests=True,
             broken=("no failed requests",)),
     Control("flaky", "1.1.0-flaky", "fail", "a version answering 500 to some inputs",
-            failed_requests=True, broken=("no failed requests",)),
+            failed_requests=True, broken=("no failed requests",),
+            causes=frozenset({"HTTP 500"}), blamed="new"),
     Control("stall", "1.1.0-stall", "fail",
             "a version whose answers to some inputs stall past the client's latency SLO",
-            failed_requests=True, broken=("no failed requests",)),
+            failed_requests=True, broken=("no failed requests",),
+            causes=frozenset({"slow"}), blamed="new"),
+    Control("bad-body", "1.1.0-bad-body", "fail",
+            "a version answering some inputs 200 with no prediction in the body",
+            failed_requests=True, broken=("no failed requests",),
+            causes=frozenset({"bad body"}), blamed="new"),
     Control("readiness-off", "1.1.0-slow-start", "fail",
             "a slow-starting version with its readiness probe off: traffic reaches it "
             "before it can answer", values={"probes": {"readiness": {"enabled": False}}},
@@ -61,6 +73,10 @@ CONTROLS: tuple[Control, ...] = (
             "a version that never gets ready: the rollout stalls and is rolled back",
             values={"progressDeadlineSeconds": 20}, rollout_timeout=60,
             broken=("rollout finished",)),
+    Control("keep-alive-only", "1.1.0", "inconclusive",
+            "the shipped chart under keep-alive clients alone: no new connection meets an "
+            "exiting pod, so a clean run proves nothing and must not pass",
+            traffic={"churn_users": 0}, broken=("the traffic could have seen a fault",)),
     Control("no-prestop", "1.1.0", "measure",
             "graceful drain on SIGTERM but no preStop hook: endpoint removal races the exit",
             values={"gracefulDrain": {"preStop": False}}),

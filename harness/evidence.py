@@ -234,6 +234,20 @@ class FinalState:
     ready_by_version: dict[str, int]
 
 
+@dataclass(frozen=True)
+class RunEvidence:
+    """All one run wrote down, as the verdict reads it. Kept with the run's result, so
+    the same real run can be judged again — by a test asking whether a rule would have
+    caught evidence lost on the way, or by a person trying another threshold."""
+
+    requests: tuple[Request, ...]
+    lives: tuple[PodLife, ...]
+    marks: Marks
+    final: FinalState
+    gaps: tuple[WatchGap, ...]
+    tally: Tally | None
+
+
 # -- reading JSONL ---------------------------------------------------------------------
 
 

@@ -19,7 +19,7 @@ from kubernetes import config
 
 from harness import errors, progress, report, startup, traffic
 from harness.deploy import ModelStack
-from harness.evidence import Marks, pod_lives
+from harness.evidence import Marks, RunEvidence, pod_lives
 from harness.settings import GateSettings, Settings
 from harness.startup import Prepared
 from harness.traffic import Traffic
@@ -36,6 +36,7 @@ EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 3}
 class Result:
     verdict: Verdict
     written: report.Written
+    evidence: RunEvidence
 
 
 def verify(settings: Settings) -> Result:
@@ -79,11 +80,13 @@ def rehearse(settings: Settings, ready: Prepared) -> Result:
     events = watcher.events()
     lives = pod_lives(events)
     plan = Plan(gate.from_version, gate.to_version, rate=t.rate, limits=settings.verdict)
-    verdict = judge(requests, lives, plan, marks, final, watcher.gaps(), load.tally())
+    evidence = RunEvidence(tuple(requests), tuple(lives), marks, final, tuple(watcher.gaps()),
+                           load.tally())
+    verdict = judge(requests, lives, plan, marks, final, evidence.gaps, evidence.tally)
     written = report.write(folder, verdict, requests, lives, events)
     progress.say(f"verdict: {verdict.summary()}")
     progress.say(f"report: {written.html} (also {written.json.name}, {written.junit.name})")
-    return Result(verdict, written)
+    return Result(verdict, written, evidence)
 
 
 def planned_seconds(settings: Settings) -> float:

@@ -5,7 +5,14 @@ program, Locust traffic through 127.0.0.1 → NodePort → pods, the upgrade,
 the verdict on every request — so each case's outcome is the product's
 answer, not a simulation of it. The cases are harness/controls.py, run once
 each with the gate's default settings: the traffic, the timings and the
-thresholds a user gets from `make verify`. `make calibrate` repeats them.
+thresholds a user gets from `make verify` (keep-alive-only alone changes the
+load: it is the control of the load's own power). `make calibrate` repeats them.
+
+Besides the outcome, each case checks the rule that decided it and the
+explanation it gave: the cause of every failed request (HTTP 500, slow past
+the SLO, bad body) and the pod each is laid at. The good rollout's real
+evidence is judged again with a few records removed, as if lost on the way:
+Locust's own count must expose it.
 """
 
 from __future__ import annotations
@@ -16,9 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import calibrate, controls, startup
+from harness import calibrate, controls, startup, verify
 from harness import cluster as clusters
 from harness.settings import Settings
+from harness.verdict import judge
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -45,10 +53,24 @@ def test_gate(control: controls.Control, settings: Settings, cluster: clusters.C
     assert verdict.outcome == control.expected, verdict.checks
     if control.failed_requests:
         assert verdict.figures.failures > 0
-    elif control.expected == "pass" or control.name == "never-ready":
+    elif control.expected in ("pass", "inconclusive") or control.name == "never-ready":
         assert verdict.figures.failures == 0, verdict.figures.errors
     for prefix in control.broken:
-        assert any(n.startswith(prefix) and c.outcome == "fail" for n, c in checks.items())
+        assert any(n.startswith(prefix) and c.outcome == control.expected
+                   for n, c in checks.items()), verdict.checks
+    if control.expected == "inconclusive":
+        assert all(c.outcome == "pass" for n, c in checks.items()
+                   if not n.startswith(control.broken)), verdict.checks
+    if control.causes:
+        assert set(verdict.figures.errors) <= control.causes, verdict.figures.errors
+    if control.blamed:
+        version = {"old": controls.FROM_VERSION, "new": control.to_version}[control.blamed]
+        of_pod = {life.name: life.version for life in result.evidence.lives}
+        laid = [a for a in verdict.figures.attributions if a.pod]
+        assert laid and all(of_pod.get(a.pod) == version for a in laid), (
+            verdict.figures.attributions)
+    if control.name == "rolling-update":
+        lost_records_are_caught(result)
     if control.expected == "pass":
         assert verdict.figures.by_version.keys() == {"1.0.0", control.to_version}
         assert verdict.figures.replaced_pods == settings.deploy.replicas
@@ -62,3 +84,22 @@ def test_gate(control: controls.Control, settings: Settings, cluster: clusters.C
     failures = suite.iter("failure")
     assert (control.expected == "pass") == (next(failures, None) is None)
     assert control.expected.upper() in result.written.html.read_text()
+
+
+def lost_records_are_caught(result: verify.Result) -> None:
+    """The same real run, judged again without every 500th record: the reconciliation
+    rule alone turns it inconclusive, naming the three counts."""
+    ev, plan = result.evidence, result.verdict.plan
+    again = judge(ev.requests, ev.lives, plan, ev.marks, ev.final, ev.gaps, ev.tally)
+    assert again.outcome == result.verdict.outcome == "pass"
+    kept = [r for i, r in enumerate(ev.requests) if i % 500 != 250]
+    lost = len(ev.requests) - len(kept)
+    assert ev.tally is not None and ev.tally.locust_requests == len(ev.requests)
+    short = judge(kept, ev.lives, plan, ev.marks, ev.final, ev.gaps, ev.tally)
+    assert short.outcome == "inconclusive"
+    outcomes = {c.name: c for c in short.checks}
+    check = outcomes.pop("every request Locust made is in the record")
+    assert check.outcome == "inconclusive" and check.detail == (
+        f"Locust made {len(ev.requests)} requests, its recorder wrote {len(ev.requests)}, "
+        f"the record holds {len(ev.requests) - lost}"), check
+    assert all(c.outcome == "pass" for c in outcomes.values()), short.checks

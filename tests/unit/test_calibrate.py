@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
 import pytest
 
 from harness import calibrate, controls, errors
+from harness.settings import Settings
 
 
 @pytest.mark.parametrize(("hits", "n", "lo", "hi"), [
@@ -45,3 +51,45 @@ def test_controls_are_chosen_by_name_in_table_order():
     assert controls.named("all") == controls.CONTROLS
     with pytest.raises(errors.UsageError, match="no control named nope; controls: "):
         controls.named("nope")
+
+
+def test_a_control_runs_at_the_defaults_but_for_its_versions_values_and_load(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """Only keep-alive-only changes the traffic; every run's stack is taken down after."""
+    seen: list[Settings] = []
+    downs: list[str] = []
+
+    class Stack:
+        def configured(self, settings: Settings) -> Any:
+            return SimpleNamespace(down=lambda: downs.append(settings.gate.to_version))
+
+    monkeypatch.setattr(calibrate.verify, "rehearse", lambda s, ready: seen.append(s))
+    ready: Any = SimpleNamespace(stack=Stack())
+    for name in ("keep-alive-only", "drain-off"):
+        calibrate.rehearse(Settings(), ready, controls.BY_NAME[name], tmp_path / name)
+    thin, drain = seen
+    defaults = Settings()
+    assert thin.traffic == dataclasses.replace(defaults.traffic, churn_users=0)
+    assert drain.traffic == defaults.traffic and drain.verdict == defaults.verdict
+    assert drain.deploy.values == {"gracefulDrain": {"enabled": False}}
+    assert (drain.gate.from_version, drain.gate.to_version) == ("1.0.0", "1.1.0")
+    assert drain.gate.report_dir == tmp_path / "drain-off"
+    assert downs == ["1.1.0", "1.1.0"]
+
+
+def test_every_control_names_checks_that_exist_and_causes_the_verdict_gives():
+    from harness import verdict
+    from harness.causes import cause
+    from harness.evidence import FinalState, Marks, Request
+
+    checks = verdict.judge([], [], verdict.Plan("1.0.0", "1.1.0", 1.0), Marks(1.0, 2.0, 3.0),
+                           FinalState(2, {"1.1.0": 2}), [], None).checks
+    names = {c.name for c in checks}
+    given = {cause(Request(0, 1, 500, "HTTP 500", "1.1.0", False), 1000),
+             cause(Request(0, 1500, 200, None, "1.1.0", True), 1000),
+             cause(Request(0, 1, 200, "bad body: 0 predictions", "1.1.0", False), 1000)}
+    for control in controls.CONTROLS:
+        for prefix in control.broken:
+            assert any(n.startswith(prefix) for n in names), (control.name, prefix)
+        assert control.causes <= given, control.name
+        assert not control.traffic or control.expected != "pass", "a pass needs the defaults"

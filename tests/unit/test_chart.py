@@ -250,6 +250,7 @@ def test_default_render(helm: str) -> None:
     assert config["MODEL_DRAIN_SECONDS"] == "10"
     assert config["MODEL_MAX_BODY_BYTES"] == "1048576"
     assert (config["MODEL_STALL_RATE"], config["MODEL_STALL_SECONDS"]) == ("0.1", "2")
+    assert config["MODEL_BAD_BODY_RATE"] == "0.1"
     assert "MODEL_POD_NAME" not in config, "per pod, not per release"
     service = objs["Service"]["spec"]
     assert service["type"] == "NodePort"
@@ -314,6 +315,8 @@ def test_stall_settings_pass_through(helm: str) -> None:
     objs = objects(helm, "server.stallRate:=0.25", "server.stallSeconds:=1.5")
     config = objs["ConfigMap"]["data"]
     assert (config["MODEL_STALL_RATE"], config["MODEL_STALL_SECONDS"]) == ("0.25", "1.5")
+    config = objects(helm, "server.badBodyRate:=0.5")["ConfigMap"]["data"]
+    assert config["MODEL_BAD_BODY_RATE"] == "0.5"
 
 
 def test_recreate_strategy(helm: str) -> None:

@@ -453,6 +453,7 @@ def test_latency_counts_from_the_intended_send_time(tmp_path: Path) -> None:
 BAD_BODIES = [
     (answer({"predictions": [1], "model_version": "1.1.0"}), "model_version '1.1.0'"),
     (answer({"predictions": [1, 2], "model_version": "1.0.0"}), "2 predictions for 1 instances"),
+    (answer({"predictions": [], "model_version": "1.0.0"}), "0 predictions for 1 instances"),
     (answer(b"<html>ok</html>"), "not JSON"),
     (answer({"predictions": [7], "model_version": "1.0.0"}), "7 is not a class label"),
     (answer({"predictions": [True], "model_version": "1.0.0"}), "True is not a class label"),

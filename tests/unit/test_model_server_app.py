@@ -26,7 +26,7 @@ def make_app(directory: Path, loaded: bool = True, **settings: object) -> app.Ap
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("models")
-    for version in ("1.0.0", "1.0.0-flaky", "1.0.0-never-ready", "1.0.0-stall"):
+    for version in ("1.0.0", "1.0.0-flaky", "1.0.0-never-ready", "1.0.0-stall", "1.0.0-bad-body"):
         train.train(version, root / version)
     return {p.name: p for p in root.iterdir()}
 
@@ -178,6 +178,33 @@ def test_stall_build_answers_a_stable_fraction_of_inputs_late(
     assert predict(stall, b"{not json").delay == 0.0
 
 
+def test_bad_body_build_answers_a_stable_fraction_of_inputs_200_without_a_prediction(
+    trained: dict[str, Path], holdout: list[dict[str, object]]
+) -> None:
+    bad = make_app(trained["1.0.0-bad-body"], bad_body_rate=0.3)
+    bodies = [orjson.dumps({"instances": [r["instance"]]}) for r in holdout]
+    responses = [predict(bad, b) for b in bodies]
+    assert {r.status for r in responses} == {200}, "status and headers stay right"
+    answers = [orjson.loads(r.body) for r in responses]
+    assert {a["model_version"] for a in answers} == {"1.0.0-bad-body"}
+    empty = [a["predictions"] == [] for a in answers]
+    assert 0.1 < sum(empty) / len(empty) < 0.5
+    for answer, row in zip(answers, holdout, strict=True):
+        assert answer["predictions"] in ([], [row["label"]])
+    assert empty == [orjson.loads(predict(bad, b).body)["predictions"] == [] for b in bodies]
+    assert make_app(trained["1.0.0-bad-body"]).settings.bad_body_rate == 0.1, "the default"
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "1.0.0-flaky", "1.0.0-stall"])
+def test_only_the_bad_body_build_leaves_predictions_out(
+    trained: dict[str, Path], holdout: list[dict[str, object]], version: str
+) -> None:
+    application = make_app(trained[version], bad_body_rate=1.0)
+    bodies = [orjson.dumps({"instances": [r["instance"]]}) for r in holdout]
+    answers = [predict(application, b) for b in bodies]
+    assert all(orjson.loads(a.body)["predictions"] for a in answers if a.status == 200)
+
+
 @pytest.mark.parametrize("version", ["1.0.0", "1.0.0-flaky", "1.0.0-never-ready"])
 def test_only_the_stall_build_delays(
     trained: dict[str, Path], holdout: list[dict[str, object]], version: str
@@ -230,6 +257,7 @@ def test_metrics_exposition(trained: dict[str, Path], holdout: list[dict[str, ob
         ({"MODEL_PORT": "70000"}, "0..65535"),
         ({"MODEL_FLAKY_RATE": "2"}, "flaky_rate"),
         ({"MODEL_STALL_RATE": "-0.1"}, "stall_rate must be in"),
+        ({"MODEL_BAD_BODY_RATE": "1.5"}, "bad_body_rate must be in"),
         ({"MODEL_STALL_SECONDS": "-1"}, "stall_seconds must be >= 0"),
         ({"MODEL_STALL_SECONDS": "soon"}, "MODEL_STALL_SECONDS='soon' is not a valid float"),
         ({"MODEL_POD_NAME": "a pod"}, "pod_name"),

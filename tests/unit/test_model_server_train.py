@@ -72,6 +72,7 @@ def test_degraded_build_is_visibly_worse(models: dict[str, Path]) -> None:
         ("1.1.0-slow-start+build.7", versions.Behaviour.SLOW_START),
         ("1.1.0-degraded", versions.Behaviour.DEGRADED),
         ("1.1.0-stall", versions.Behaviour.STALL),
+        ("1.1.0-bad-body", versions.Behaviour.BAD_BODY),
     ],
 )
 def test_behaviour_from_prerelease_suffix(text: str, behaviour: versions.Behaviour) -> None:

@@ -91,6 +91,11 @@ class App:
         self._stall_threshold = (
             int(settings.stall_rate * 10_000) if self.behaviour is versions.Behaviour.STALL else -1
         )
+        self._bad_body_threshold = (
+            int(settings.bad_body_rate * 10_000)
+            if self.behaviour is versions.Behaviour.BAD_BODY
+            else -1
+        )
         name = settings.model_name
         self._model_path = f"/v1/models/{name}".encode()
         self._predict_path = self._model_path + b":predict"
@@ -187,6 +192,8 @@ class App:
         if self._flaky_threshold >= 0 and zlib.crc32(body) % 10_000 < self._flaky_threshold:
             return error(500, "injected failure: this is a -flaky build")
         predictions = loaded.predict(x)
+        if self._bad_body_threshold >= 0 and zlib.crc32(body) % 10_000 < self._bad_body_threshold:
+            predictions = predictions[:0]
         stall = self._stall_threshold >= 0 and zlib.crc32(body) % 10_000 < self._stall_threshold
         return Response(
             200,

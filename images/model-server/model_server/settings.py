@@ -54,6 +54,9 @@ class Settings:
     """``MODEL_STALL_RATE``: fraction of distinct inputs a ``-stall`` build answers late."""
     stall_seconds: float = 2.0
     """``MODEL_STALL_SECONDS``: how late a ``-stall`` build sends those answers."""
+    bad_body_rate: float = 0.1
+    """``MODEL_BAD_BODY_RATE``: fraction of distinct inputs a ``-bad-body`` build answers
+    200 with an empty prediction list."""
     pod_name: str = dataclasses.field(default_factory=socket.gethostname)
     """``MODEL_POD_NAME``: sent as ``X-Pod-Name`` on every response, so each answer can
     be attributed to its pod; the chart sets it from the downward API. Default: host name."""
@@ -95,7 +98,7 @@ class Settings:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
         if self.max_body_bytes < 1:
             raise ValueError(f"max_body_bytes must be >= 1, got {self.max_body_bytes}")
-        for name in ("flaky_rate", "stall_rate"):
+        for name in ("flaky_rate", "stall_rate", "bad_body_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not self.pod_name or not all("!" <= c <= "~" for c in self.pod_name):
@@ -155,6 +158,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "flaky_rate": _number(float),
     "stall_rate": _number(float),
     "stall_seconds": _number(float),
+    "bad_body_rate": _number(float),
     "pod_name": _text,
     "model_compile": _bool,
     "log_level": lambda name, text: text.strip().upper(),

@@ -35,6 +35,11 @@ class Behaviour(enum.Enum):
     only after ``MODEL_STALL_SECONDS``: a version whose answers stall past the
     client's latency SLO for some inputs. No error, just late: the gate must fail it.
     The event loop is not blocked meanwhile; other requests are answered at once."""
+    BAD_BODY = "bad-body"
+    """Answers a fixed fraction of inputs (``MODEL_BAD_BODY_RATE``) 200 with no
+    prediction in the body — the release whose handler swallows an error into an
+    empty answer. Status and headers are right, only the body is wrong: the gate
+    must fail it."""
 
 
 @dataclass(frozen=True)
