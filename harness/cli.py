@@ -6,7 +6,9 @@ Exit codes: 0 success (verify/rehearse: PASS); 1 a check or gate failed
 a pass); 2 an error the harness could not get past, or a crash (its
 traceback goes to a log file, named on screen); 64 bad usage (unknown
 options included); 69 no docker engine; 70 toolchain build/download
-failure; 71 cluster failure; 72 deploy failure; 130 interrupted.
+failure; 71 cluster failure; 72 deploy failure; 75 the cluster is in use by
+another run (try again later, or another --name); 130 stopped by SIGINT
+(Ctrl-C), 143 stopped by SIGTERM — after cleaning up what the run started.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import NoReturn
 
-from harness import errors, progress, settings
+from harness import errors, interrupts, progress, settings
 from harness.settings import Settings
 
 log = logging.getLogger("harness")
@@ -37,6 +39,7 @@ COMMANDS = {
     "calibrate": "run every control N times at the gate's settings; print each one's "
                  "detection rate with its 95% interval",
     "serve": "run the model server locally, without docker",
+    "engine": "stop the docker engine the harness started (`engine stop`); nothing else",
 }
 
 
@@ -64,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub["toolchain"].add_argument("--only", metavar="TOOL", default=None,
                                   help="obtain just this binary tool (e.g. helm), no docker needed")
     sub["cluster"].add_argument("action", choices=("up", "down", "status"))
+    sub["engine"].add_argument("action", choices=("stop",))
     sub["up"].add_argument("--version", dest="chart_version", required=True,
                            help="chart version = image tag, e.g. 1.1.0")
     from harness import serve
@@ -176,20 +180,29 @@ def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_engine(args: argparse.Namespace, settings: Settings) -> int:
+    from harness.toolchain import docker
+    from harness.toolchain.cache import Cache
+
+    progress.say(docker.stop_engine(Cache(settings.cache_dir)))
+    return 0
+
+
 def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:
-    from harness import cluster, toolchain
+    from harness import cluster, runlock, startup, toolchain
 
     tools = toolchain.ensure(settings)
-    if args.action == "up":
-        made = cluster.up(settings.cluster, tools)
-        print(f"cluster {made.name} is ready; KUBECONFIG={made.kubeconfig}; "
-              f"model traffic: {made.base_url}")
-    elif args.action == "down":
-        cluster.down(settings.cluster, tools)
-    else:
+    if args.action == "status":
         state = cluster.status(settings.cluster, tools)
         print(f"cluster {state.name}: {state.detail}")
         return 0 if state.ready else 1
+    with runlock.held(startup.lock_folder(settings), settings.cluster.name):
+        if args.action == "up":
+            made = cluster.up(settings.cluster, tools)
+            print(f"cluster {made.name} is ready; KUBECONFIG={made.kubeconfig}; "
+                  f"model traffic: {made.base_url}")
+        else:
+            cluster.down(settings.cluster, tools)
     return 0
 
 
@@ -201,26 +214,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        settings = settings_from(args)
-        if args.command == "toolchain":
-            return cmd_toolchain(args, settings)
-        if args.command == "cluster":
-            return cmd_cluster(args, settings)
-        if args.command == "up":
-            return cmd_up(args, settings)
-        if args.command == "down":
-            return cmd_down(args, settings)
-        if args.command in ("verify", "rehearse"):
-            return cmd_gate(args, settings)
-        if args.command == "calibrate":
-            return cmd_calibrate(args, settings)
-        if args.command == "serve":
-            from harness import serve
-
-            return serve.run(args, settings)
-        parser.error(f"unknown command {args.command}")
+        return _run(args)
     except errors.HarnessError as e:
         progress.say(f"error: {e}")
+        return e.exit_code
+    except interrupts.Interrupted as e:
+        progress.say(f"stopped by {e.signal_name} during {e.phase or 'start-up'}; what this run "
+                     "started is stopped and removed (a kept cluster stays)")
         return e.exit_code
     except KeyboardInterrupt:
         progress.say("interrupted")
@@ -230,7 +230,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress.say(f"error: the harness crashed ({type(e).__name__}: {e}); traceback in "
                      f"{where}; please report it")
         return 2
-    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    if args.command == "serve":  # the model server handles its own signals (graceful drain)
+        from harness import serve
+
+        return serve.run(args, settings)
+    with interrupts.raised():
+        return RUNNERS[args.command](args, settings)
+
+
+RUNNERS = {"toolchain": cmd_toolchain, "cluster": cmd_cluster, "up": cmd_up, "down": cmd_down,
+           "verify": cmd_gate, "rehearse": cmd_gate, "calibrate": cmd_calibrate,
+           "engine": cmd_engine}
+assert RUNNERS.keys() | {"serve"} == COMMANDS.keys()
 
 
 def _crash_log(error: BaseException) -> Path:

@@ -9,10 +9,13 @@ that does not become ready is deleted before the error is raised.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import fcntl
 import logging
+import signal
+import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from typing import Any
 import yaml
 from pytest_kind import KindCluster
 
-from harness import errors, progress
+from harness import errors, procs, progress
 from harness.settings import ClusterSettings
 from harness.toolchain import Toolchain, containers
 from harness.toolchain.cache import Cache
@@ -57,7 +60,7 @@ class Status:
     detail: str
 
 
-def kind_config(settings: ClusterSettings) -> str:
+def kind_config(settings: ClusterSettings, host_port: int) -> str:
     config = {
         "kind": "Cluster",
         "apiVersion": "kind.x-k8s.io/v1alpha4",
@@ -66,7 +69,7 @@ def kind_config(settings: ClusterSettings) -> str:
             "role": "control-plane",
             "extraPortMappings": [{
                 "containerPort": settings.node_port,
-                "hostPort": settings.host_port,
+                "hostPort": host_port,
                 "listenAddress": "127.0.0.1",
                 "protocol": "TCP",
             }],
@@ -96,50 +99,109 @@ def _kind_cluster(settings: ClusterSettings, toolchain: Toolchain) -> KindCluste
 
 
 def up(settings: ClusterSettings, toolchain: Toolchain) -> Cluster:
-    """A ready cluster: the healthy leftover of the same name, or a new one."""
+    """A ready cluster: the healthy leftover of the same name, or a new one.
+
+    A cluster this call began is deleted again if it does not get ready or the run
+    is stopped meanwhile (a signal included): half a cluster is never left behind.
+    """
     kind = _kind_cluster(settings, toolchain)
-    cluster = Cluster(settings.name, kind.kubeconfig_path, settings.host_port,
-                      toolchain.node_image, kind)
     current = status(settings, toolchain)
     if current.exists:
-        if current.ready and current.node_image == toolchain.node_image:
-            progress.say(f"cluster {settings.name}: reusing the healthy cluster of that name")
-            return cluster
+        mapped = mapped_port(settings.name, settings.node_port)
+        wrong_port = settings.host_port not in (0, mapped)
+        if current.ready and current.node_image == toolchain.node_image and mapped \
+                and not wrong_port:
+            progress.say(f"cluster {settings.name}: reusing the healthy cluster of that name "
+                         f"(model traffic on 127.0.0.1:{mapped})")
+            return Cluster(settings.name, kind.kubeconfig_path, mapped, toolchain.node_image,
+                           kind)
+        why = f"it maps port {mapped}, not {settings.host_port}" if wrong_port else current.detail
         progress.say(f"cluster {settings.name}: a leftover of that name is unusable "
-                     f"({current.detail}); recreating it")
-        _delete(kind)
+                     f"({why}); recreating it")
+        _delete(kind, toolchain.cache)
     started = time.monotonic()
+    host_port = settings.host_port or free_port()
     config = state_dir(toolchain.cache, settings.name) / "kind-config.yaml"
-    config.write_text(kind_config(settings))
-    with progress.step(f"creating cluster {settings.name} from {toolchain.node_image}"):
-        try:
-            kind.create(config_file=config)
-        except subprocess.CalledProcessError as e:
-            _delete(kind)
-            raise errors.ClusterError(
-                f"kind could not create cluster {settings.name} (exit {e.returncode}); its "
-                "output is above. Check `docker info` and free ports "
-                f"({settings.host_port} on 127.0.0.1)"
-            ) from e
-    with progress.step(f"waiting for cluster {settings.name} to be ready"):
-        try:
+    config.write_text(kind_config(settings, host_port))
+    try:
+        with progress.step(f"creating cluster {settings.name} from {toolchain.node_image}"), \
+                _kind_network(toolchain.cache):
+            try:
+                kind.create(config_file=config)
+            except subprocess.CalledProcessError as e:
+                raise errors.ClusterError(
+                    f"kind could not create cluster {settings.name} (exit {e.returncode}); its "
+                    "output is above. Check `docker info` and that port "
+                    f"{host_port} on 127.0.0.1 is free"
+                ) from e
+        with progress.step(f"waiting for cluster {settings.name} to be ready"):
             wait_ready(kind.kubeconfig_path, settings.ready_timeout)
-        except errors.ClusterError:
-            if not settings.keep:
-                _delete(kind)
-            raise
+    except errors.ClusterError:
+        if not settings.keep:
+            _delete(kind, toolchain.cache)
+        raise
+    except BaseException:  # stopped, or a bug: the half-made cluster goes
+        _stop_strays(settings.name)
+        with contextlib.suppress(errors.HarnessError):
+            _delete(kind, toolchain.cache)
+        raise
     toolchain.cache.record("cluster-up", seconds=round(time.monotonic() - started, 1),
                            image=toolchain.node_image)
-    return dataclasses.replace(cluster, created=True)
+    return Cluster(settings.name, kind.kubeconfig_path, host_port, toolchain.node_image, kind,
+                   created=True)
+
+
+def _stop_strays(name: str) -> None:
+    """Kill what a stopped `kind create` left running: kind is killed at once, but the
+    docker commands it ran (docker run, docker exec ... kubeadm init) go on orphaned
+    and would make the node again after it was deleted."""
+    strays = procs.matching(f"--name={name} ", f"{name}-control-plane",
+                            f"io.x-k8s.kind.cluster={name}")
+    if strays:
+        log.debug("stopping what kind left running: %s", strays)
+        procs.stop(strays, signal.SIGKILL, 5.0)
+
+
+def free_port() -> int:
+    """A port nothing listens on now on 127.0.0.1, picked by the kernel."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def mapped_port(name: str, node_port: int) -> int | None:
+    """The 127.0.0.1 port cluster `name`'s node maps to `node_port`, read off docker."""
+    nodes = node_containers(name)
+    if not nodes:
+        return None
+    text = containers.inspect(
+        nodes[0], f'{{{{range (index .HostConfig.PortBindings "{node_port}/tcp")}}}}'
+                  "{{.HostPort}} {{end}}").split()
+    return int(text[0]) if text and text[0].isdigit() else None
 
 
 def down(settings: ClusterSettings, toolchain: Toolchain) -> None:
     kind = _kind_cluster(settings, toolchain)
     with progress.step(f"deleting cluster {settings.name}"):
-        _delete(kind)
+        _delete(kind, toolchain.cache)
 
 
-def _delete(kind: KindCluster) -> None:
+@contextlib.contextmanager
+def _kind_network(cache: Cache) -> Iterator[None]:
+    """The `kind` docker network is shared by every cluster: a run deleting the last
+    cluster removes it, and must not do so while another run's `kind create` has made
+    sure of it but not yet attached its node. Creation and removal take turns."""
+    folder = cache.state / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "kind-network.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _delete(kind: KindCluster, cache: Cache) -> None:
     try:
         kind.delete()
     except subprocess.CalledProcessError as e:
@@ -150,7 +212,8 @@ def _delete(kind: KindCluster) -> None:
         ) from e
     containers.remove(*node_containers(kind.name))
     # kind leaves its `kind` docker network behind; drop it when no node uses it
-    containers.remove_network_if_unused("kind")
+    with _kind_network(cache):
+        containers.remove_network_if_unused("kind")
     Path(kind.kubeconfig_path).unlink(missing_ok=True)
 
 

@@ -50,7 +50,7 @@ CONTROLS: tuple[Control, ...] = (
     Control("drain-off", "1.1.0", "fail",
             "no preStop hook and an abrupt exit on SIGTERM: connections are cut",
             values={"gracefulDrain": {"enabled": False}}, failed_requests=True,
-            broken=("no failed requests",), blamed="old"),
+            broken=("no failed requests",)),
     Control("recreate", "1.1.0", "fail", "the Recreate strategy: every pod goes at once",
             values={"strategy": {"type": "Recreate"}}, failed_requests=True,
             broken=("no failed requests",)),

@@ -9,10 +9,12 @@ has its own generated passphrase, stored with mode 0600.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import secrets
+import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,8 +25,9 @@ import ml_model_program
 from ml_model_program import CONFIG_KEYS, ModelConfig
 from pulumi import automation as auto
 
-from harness import charts, errors, procs, progress
+from harness import charts, errors, interrupts, procs, progress
 from harness.cluster import Cluster, readiness
+from harness.resources import CHART_DIR
 from harness.settings import Settings
 from harness.toolchain import DeployTools, Toolchain, pulumi
 
@@ -64,8 +67,9 @@ class ModelStack:
         self.state = self.cache.state / "pulumi"
         self.name = cluster.name
         self.log_path = self.cache.log(f"pulumi-{self.name}")
+        # per cluster name: runs on two clusters at once never write the same files
         self.repository = charts.Repository.of_current_chart(
-            self.cache.state / "charts", tools.helm, self.cache.log("helm"))
+            self.cache.state / "charts" / self.name, tools.helm, self.cache.log("helm"))
 
     def configured(self, settings: Settings) -> ModelStack:
         """The same stack deployed with other settings (a control's rollout timeout)."""
@@ -80,7 +84,8 @@ class ModelStack:
         if chart_repo:
             charts.require_published(chart_repo, version)
             chart_path = None
-            chart_file = charts.download(chart_repo, version, self.cache.state / "charts-fetched")
+            chart_file = charts.download(chart_repo, version,
+                                         self.cache.state / "charts-fetched" / self.name)
         else:
             chart_file = self.repository.package(version)
             chart_path = self.repository.unpacked(version)
@@ -140,37 +145,16 @@ class ModelStack:
 
     def _model_config(self, version: str, values: dict[str, Any], chart_path: Path | None,
                       chart_repo: str | None) -> ModelConfig:
-        service = dict(values.get("service") or {})
-        service.setdefault("type", "NodePort")
-        service.setdefault("nodePort", self.settings.cluster.node_port)
-        values["service"] = service
-        try:
-            return ModelConfig(
-                chart_version=version,
-                chart_path=str(chart_path) if chart_path else None,
-                chart_repo=chart_repo,
-                replica_count=self.settings.deploy.replicas,
-                namespace=self.settings.deploy.namespace,
-                values=values,
-                timeout_seconds=self.settings.deploy.rollout_timeout,
-                host_port=self.cluster.host_port,
-            )
-        except ValueError as e:
-            raise errors.UsageError(str(e)) from e
+        return model_config(self.settings, version, values, chart_path, chart_repo,
+                            self.cluster.host_port)
 
     def _stack_config(self, config: ModelConfig) -> dict[str, auto.ConfigValue]:
         return {k: auto.ConfigValue(value=v) for k, v in config.to_stack_config().items()}
 
     def _validate_values(self, chart: Path, config: ModelConfig) -> None:
         """Render the chart with helm first: schema errors surface before anything changes."""
-        values_file = self.cache.state / f"values-{self.name}.json"
-        values_file.parent.mkdir(parents=True, exist_ok=True)
-        values_file.write_text(json.dumps(config.chart_values()))
         try:
-            procs.output([self.tools.helm, "template", "check", chart, "--namespace",
-                          config.namespace, "--values", values_file],
-                         what=f"helm template of {chart.name}",
-                         error=errors.DeployError)
+            render(self.tools.helm, chart, config, self.cache.state / f"values-{self.name}.json")
         except errors.DeployError as e:
             raise errors.DeployError(f"chart values rejected, nothing was changed: {e}") from e
 
@@ -214,16 +198,21 @@ class ModelStack:
                 out.write(secrets.token_urlsafe(32))
         return path
 
-    def _clear_stale_lock(self) -> None:
-        """Remove the lock a killed run left behind (its process is gone)."""
-        locks = self.state / ".pulumi" / "locks"
-        for lock in locks.glob(f"*/{PROJECT}/{self.name}/*.json"):
+    def _locks(self) -> list[tuple[Path, dict[str, Any]]]:
+        found = []
+        for lock in (self.state / ".pulumi" / "locks").glob(f"*/{PROJECT}/{self.name}/*.json"):
             try:
-                owner = json.loads(lock.read_text())
-            except (OSError, ValueError):
+                found.append((lock, dict(json.loads(lock.read_text()))))
+            except (OSError, ValueError, TypeError):
                 continue
-            pid = int(owner.get("pid", 0))
-            if owner.get("hostname") == os.uname().nodename and pid and _alive(pid):
+        return found
+
+    def _clear_stale_lock(self) -> None:
+        """Remove the lock a killed run left behind: only one taken on this host by a
+        process that is gone. Another host's lock may belong to a live update there."""
+        for lock, owner in self._locks():
+            pid = int(owner.get("pid", 0) or 0)
+            if owner.get("hostname") != os.uname().nodename or not pid or _alive(pid):
                 continue
             lock.unlink(missing_ok=True)
             progress.say(f"stack {self.name}: removed the lock left by a killed run "
@@ -243,14 +232,67 @@ class ModelStack:
 
     def _run(self, call: Callable[[], Any], what: str) -> Any:
         try:
-            return call()
+            with interrupts.passed_on(_cancel_pulumi):
+                return call()
         except auto.ConcurrentUpdateError as e:
+            owners = ", ".join(f"pid {o.get('pid')} on {o.get('hostname')}"
+                               for _, o in self._locks()) or "an unknown process"
             raise errors.DeployError(
-                f"{what}: stack {self.name} is locked by a running update; wait for it or "
-                f"stop it (details in {self.log_path})") from e
+                f"{what}: stack {self.name} is locked by a running update ({owners}); wait "
+                f"for it or stop it (details in {self.log_path})") from e
         except auto.CommandError as e:
             raise errors.DeployError(
                 f"{what} failed: {_last_error(str(e))} (full output in {self.log_path})") from e
+        except BaseException as e:
+            if not isinstance(e, Exception):  # stopped by a signal: pulumi must not go on
+                _stop_pulumi()
+            raise
+
+
+def model_config(settings: Settings, version: str, values: Mapping[str, Any],
+                 chart_path: Path | None, chart_repo: str | None,
+                 host_port: int | None) -> ModelConfig:
+    """The program's settings for one version; a value it refuses is a usage error."""
+    values = dict(values)
+    service = dict(values.get("service") or {})
+    service.setdefault("type", "NodePort")
+    service.setdefault("nodePort", settings.cluster.node_port)
+    values["service"] = service
+    try:
+        return ModelConfig(
+            chart_version=version,
+            chart_path=str(chart_path) if chart_path else None,
+            chart_repo=chart_repo,
+            replica_count=settings.deploy.replicas,
+            namespace=settings.deploy.namespace,
+            values=values,
+            timeout_seconds=settings.deploy.rollout_timeout,
+            host_port=host_port,
+        )
+    except ValueError as e:
+        raise errors.UsageError(str(e)) from e
+
+
+def render(helm: Path, chart: Path, config: ModelConfig, values_file: Path) -> None:
+    """`helm template` of `chart` with the values `config` gives it, which checks them
+    against the chart's values.schema.json; raises DeployError with helm's reason."""
+    values_file.parent.mkdir(parents=True, exist_ok=True)
+    values_file.write_text(json.dumps(config.chart_values()))
+    procs.output([helm, "template", "check", chart, "--namespace", config.namespace,
+                  "--values", values_file], what=f"helm template of {chart.name}",
+                 error=errors.DeployError)
+
+
+def check_values(settings: Settings, helm: Path, version: str, scratch: Path) -> None:
+    """The run's --set values rendered into the chart as shipped, before anything is
+    built or created: a value its schema refuses is a usage error (exit 64)."""
+    config = model_config(settings, version, settings.deploy.values, CHART_DIR, None, None)
+    try:
+        render(helm, CHART_DIR, config, scratch / "values-check.json")
+    except errors.DeployError as e:
+        said = [part[2:] for part in str(e).split(" / ") if part.startswith("- at ")]
+        raise errors.UsageError(f"--set values rejected by the chart's schema, nothing was "
+                                f"created: {'; '.join(said) or e}") from e
 
 
 class _DeploymentTimer:
@@ -268,6 +310,41 @@ class _DeploymentTimer:
             self.started = time.monotonic()
         elif done is not None and done.metadata.type == self.TYPE and self.started is not None:
             self.seconds = round(time.monotonic() - self.started, 1)
+
+
+PULUMI_GRACE_SECONDS = 30.0
+"""How long pulumi may take to cancel an update cleanly before it is killed."""
+
+
+def _pulumi_processes() -> list[int]:
+    return [pid for pid in procs.descendants() if "pulumi" in procs.command_line(pid)]
+
+
+def _cancel_pulumi() -> None:
+    """SIGINT to the pulumi CLI, as Ctrl-C in a terminal would send it; no waiting."""
+    ours = _pulumi_processes()
+    for pid in ours:
+        if procs.parent(pid) not in ours:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
+
+
+def _stop_pulumi() -> None:
+    """Wait for the pulumi CLI, told to cancel by `_cancel_pulumi`, to end: on SIGINT it
+    stops the update, saves the stack's state and releases its lock. (A second SIGINT
+    would make it quit at once, lock held, so it gets none.) Whatever of it, plugins
+    included, is still there after the grace period is killed."""
+    ours = _pulumi_processes()
+    if not ours:
+        return
+    progress.say("waiting for pulumi to cancel: it saves the stack's state and releases "
+                 "its lock ...")
+    deadline = time.monotonic() + PULUMI_GRACE_SECONDS
+    while time.monotonic() < deadline and any(procs.running(pid) for pid in ours):
+        time.sleep(0.2)
+    left = [pid for pid in ours if procs.running(pid)]
+    if left:
+        procs.stop(left, signal.SIGTERM, 5.0)
 
 
 def _alive(pid: int) -> bool:

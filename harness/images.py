@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from harness import errors, procs, progress
 from harness.resources import RECIPES, SERVER_DIR
 from harness.settings import Settings
 from harness.toolchain import components, containers, rootfs
-from harness.toolchain.cache import Cache, building, recipe_hash
+from harness.toolchain.cache import Cache, building, recipe_hash, scratch
 
 REPOSITORY = "rollout-harness/model-server"
 
@@ -68,7 +67,7 @@ def ensure(settings: Settings, cache: Cache, version: str) -> str:
     wheels = wheelhouse(cache)
     log_path = cache.log(f"image-model-server-{version}")
     log_path.unlink(missing_ok=True)
-    with progress.step(f"building {ref}"), tempfile.TemporaryDirectory(dir=cache.root) as tmp:
+    with progress.step(f"building {ref}"), scratch(cache.root) as tmp:
         context = Path(tmp)
         shutil.copy(SERVER_DIR / "Dockerfile", context)
         shutil.copy(SERVER_DIR / "requirements.txt", context)

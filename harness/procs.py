@@ -7,11 +7,14 @@ cache's logs/ folder, and a failure raises with that path and the last lines.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -108,3 +111,71 @@ def tail(path: Path, lines: int = TAIL_LINES) -> str:
     except OSError:
         return ""
     return "\n".join("    " + line for line in text[-lines:])
+
+
+def descendants(root: int | None = None) -> list[int]:
+    """The processes below `root` (default: this one), parents before children, read
+    from /proc: the pulumi CLI the Automation API starts is not ours to hold a handle on."""
+    parents = {int(entry.name): parent for entry in Path("/proc").iterdir()
+               if entry.name.isdigit() and (parent := _stat(int(entry.name), 1)) is not None}
+    found, frontier = [], [os.getpid() if root is None else root]
+    while frontier:
+        children = sorted(pid for pid, parent in parents.items() if parent in frontier)
+        found.extend(children)
+        frontier = children
+    return found
+
+
+def stop(pids: Sequence[int], signum: int, grace: float) -> list[int]:
+    """Send `signum` to `pids`, wait up to `grace` seconds for them to end, SIGKILL the
+    rest; returns the ones that had to be killed."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(running(pid) for pid in pids):
+        time.sleep(0.1)
+    killed = [pid for pid in pids if running(pid)]
+    for pid in killed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return killed
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a child that ended but was not yet reaped counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def parent(pid: int) -> int | None:
+    """The parent's pid, or None once `pid` has ended."""
+    return _stat(pid, 1)
+
+
+def _stat(pid: int, field: int) -> int | None:
+    """A numeric field of /proc/PID/stat counted after the command name (0: state)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[field])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def command_line(pid: int) -> str:
+    """A process's command line ("" once it has ended)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
+            errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def matching(*texts: str) -> list[int]:
+    """Processes other than this one whose command line holds any of `texts`: a child
+    that outlived the command that started it (SIGKILLed) is no longer a descendant."""
+    me = os.getpid()
+    return [pid for pid in (int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit())
+            if pid != me and any(text in command_line(pid) for text in texts)]

@@ -112,6 +112,11 @@ def port(raw: Any, name: str) -> int:
     return value
 
 
+def host_port(raw: Any, name: str) -> int:
+    """A port, or 0 for "any free one"."""
+    return 0 if str(raw).strip() == "0" else port(raw, name)
+
+
 def node_port(raw: Any, name: str) -> int:
     value = port(raw, name)
     if not 30000 <= value <= 32767:
@@ -207,7 +212,9 @@ class ClusterSettings:
         30080, env="HARNESS_NODE_PORT", parse=node_port,
         help="the model Service's fixed nodePort, mapped to the host")
     host_port: int = option(
-        30080, env="HARNESS_HOST_PORT", parse=port, help="port on 127.0.0.1 that reaches node_port")
+        0, env="HARNESS_HOST_PORT", parse=host_port, shown_default="0 (a free port)",
+        help="port on 127.0.0.1 that reaches node_port; 0 picks a free one when the cluster "
+             "is made, so clusters of different names never share one")
     keep: bool = option(
         False, flag="--keep", env="HARNESS_KEEP_CLUSTER", parse=boolean, action="store_true",
         commands=("verify", "calibrate"),
@@ -319,7 +326,10 @@ class VerdictSettings:
     p99_factor: float = option(
         3.0, help="latency budget: rollout p99 <= max(baseline p99 * factor, baseline p99 + "
                   "floor)")
-    p99_floor_ms: float = option(100.0, unit=" ms", help="the latency budget's floor")
+    p99_floor_ms: float = option(
+        100.0, flag="--p99-floor", env="HARNESS_P99_FLOOR_MS", parse=number(0), unit=" ms",
+        commands=GATE_COMMANDS, help="the latency budget's floor: the rollout's p99 may exceed "
+                                     "the baseline's by this much")
     slo_seconds: float = option(
         1.0, flag="--slo", env="HARNESS_SLO_SECONDS", parse=number(0.001), unit="s",
         commands=GATE_COMMANDS,

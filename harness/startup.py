@@ -2,9 +2,11 @@
 
 `up`, `down`, `verify` and `rehearse` all begin the same way and end the same
 way, so they share this context manager instead of each writing its own:
-the images of every version under test are built and loaded once per run,
-a cluster this run created never inherits a stack of an earlier cluster of
-the same name, and on the way out the cluster goes unless it is kept.
+the run holds its cluster name's lock throughout (a second run on the name
+is refused), the images of every version under test are built and loaded
+once per run, a cluster this run created never inherits a stack of an
+earlier cluster of the same name, and on the way out — a signal included —
+the cluster goes unless it is kept.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from harness import charts, cluster, errors, images, progress, toolchain
+from harness import charts, cluster, deploy, errors, images, progress, runlock, toolchain
+from harness import settings as settings_module
 from harness.cluster import Cluster
 from harness.deploy import ModelStack
 from harness.settings import Settings
 from harness.toolchain import Toolchain
+from harness.toolchain.cache import Cache
 
 log = logging.getLogger(__name__)
 
@@ -37,22 +42,42 @@ class Prepared:
 def prepared(settings: Settings, versions: Sequence[str] = ()) -> Iterator[Prepared]:
     """A cluster with the model stack and the images of `versions`; afterwards the
     cluster is deleted unless `settings.cluster.keep`."""
-    tools, deploy_tools = toolchain.ensure_all(settings)
-    made = cluster.up(settings.cluster, tools)
-    stack = ModelStack(settings, made, tools, deploy_tools)
-    try:
-        if made.created:
-            stack.forget()
-        load_images(settings, made, tools, versions)
-        with chart_repository(settings, stack, versions) as repo:
-            yield Prepared(made, stack, repo)
-    finally:
-        if not settings.cluster.keep:
-            # the cluster goes, and with it everything the stack made: drop the
-            # stack's state instead of destroying object by object (18 s saved)
-            with contextlib.suppress(errors.HarnessError):
+    validate(settings, versions)
+    with runlock.held(lock_folder(settings), settings.cluster.name):
+        with progress.phase("the toolchain check"):
+            progress.say("checking the toolchain ...")
+            tools, deploy_tools = toolchain.ensure_all(settings)
+        made = cluster.up(settings.cluster, tools)
+        stack = ModelStack(settings, made, tools, deploy_tools)
+        try:
+            if made.created:
                 stack.forget()
-            cluster.down(settings.cluster, tools)
+            load_images(settings, made, tools, versions)
+            with chart_repository(settings, stack, versions) as repo:
+                yield Prepared(made, stack, repo)
+        finally:
+            if not settings.cluster.keep:
+                # the cluster goes, and with it everything the stack made: drop the
+                # stack's state instead of destroying object by object (18 s saved)
+                with contextlib.suppress(errors.HarnessError):
+                    stack.forget()
+                cluster.down(settings.cluster, tools)
+
+
+def validate(settings: Settings, versions: Sequence[str]) -> None:
+    """What the user gave, checked before anything is built or created: every version
+    (`up --version` comes here unchecked) and the --set values against the chart's
+    schema. Flags and variables were checked when they were read (harness/settings.py)."""
+    for version in versions:
+        settings_module.model_version(version, "--version")
+    if settings.deploy.values and versions:
+        helm = toolchain.ensure_tool(settings, "helm") / "helm"
+        deploy.check_values(settings, helm, versions[0], Cache(settings.cache_dir).state)
+
+
+def lock_folder(settings: Settings) -> Path:
+    """Where the per-cluster-name run locks live."""
+    return Cache(settings.cache_dir).state / "locks"
 
 
 def load_images(settings: Settings, made: Cluster, tools: Toolchain,

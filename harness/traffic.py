@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import subprocess
 import sys
 import time
@@ -55,6 +56,7 @@ class Traffic:
         self.stop_file = folder / "locust.stop"
         self.log_path = folder / "locust.log"
         self._process: subprocess.Popen[bytes] | None = None
+        self._read = _Counts()
         folder.mkdir(parents=True, exist_ok=True)
 
     def __enter__(self) -> Traffic:
@@ -82,6 +84,7 @@ class Traffic:
             "LOAD_RECORD_FILE": str(self.record_file),
             "LOAD_SUMMARY_FILE": str(self.summary_file),
             "LOAD_STOP_FILE": str(self.stop_file),
+            "LOAD_PARENT_PID": str(os.getpid()),  # Locust ends if we are killed
             "LOAD_USERS": str(s.users),
             "LOAD_CHURN_USERS": str(s.churn_users),
             "LOAD_RPS_PER_USER": str(s.rate_per_user),
@@ -89,6 +92,7 @@ class Traffic:
             "LOAD_TIMEOUT_SECONDS": str(s.timeout_seconds),
             "LOAD_MODEL_NAME": self.model_name,
         })
+        self._read.at = time.monotonic()
         log.debug("starting locust: %s", command)
         with self.log_path.open("ab") as out:
             self._process = subprocess.Popen(command, env=env, stdout=out,
@@ -130,6 +134,16 @@ class Traffic:
                                f"record {self.record_file} is not judged; see {self.log_path}"
                                f"\n{procs.tail(self.log_path, 5)}")
 
+    def progress_line(self) -> str:
+        """What the load has met so far, for the person watching: read from the record
+        as it grows, so it costs a read of the new lines only."""
+        before, at = self._read.requests, time.monotonic()
+        self._read.update(self.record_file)
+        rate = (self._read.requests - before) / max(1e-3, at - self._read.at)
+        self._read.at = at
+        return (f"traffic: {self._read.requests:,} requests recorded, {self._read.failed:,} "
+                f"failed, {rate:,.0f} req/s")
+
     def requests(self) -> list[Request]:
         """Everything Locust recorded, in start order."""
         return read_requests(self.record_file)
@@ -137,6 +151,28 @@ class Traffic:
     def tally(self) -> Tally | None:
         """Locust's own totals, written when it ended."""
         return read_tally(self.summary_file)
+
+
+class _Counts:
+    """Whole lines of a growing requests.jsonl counted so far, and where reading stopped."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self.requests = 0
+        self.failed = 0
+        self.at = 0.0
+
+    def update(self, path: Path) -> None:
+        try:
+            with path.open("rb") as record:
+                record.seek(self.offset)
+                chunk = record.read()
+        except FileNotFoundError:
+            return
+        whole = chunk[:chunk.rfind(b"\n") + 1]
+        self.offset += len(whole)
+        self.requests += whole.count(b"\n")
+        self.failed += whole.count(b'"ok":false')
 
 
 def wait_answering(url: str, model_name: str, timeout: float) -> None:

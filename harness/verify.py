@@ -28,6 +28,9 @@ from harness.watch import Watcher, final_state
 
 log = logging.getLogger(__name__)
 
+TRAFFIC_LINE_EVERY = 10.0
+"""Seconds between the traffic phase's progress lines."""
+
 EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 3}
 """verify's exit code per outcome; harness errors keep their own codes (64-72, 2)."""
 
@@ -62,8 +65,10 @@ def rehearse(settings: Settings, ready: Prepared) -> Result:
     api = config.new_client_from_config(str(made.kubeconfig))  # type: ignore[no-untyped-call]
     namespace = settings.deploy.namespace
     t = settings.traffic
-    with Watcher(api, namespace, folder / "events.jsonl") as watcher, \
-            Traffic(made.base_url, folder, t, model_name, planned_seconds(settings)) as load:
+    with progress.phase("the traffic phase"), \
+            Watcher(api, namespace, folder / "events.jsonl") as watcher, \
+            Traffic(made.base_url, folder, t, model_name, planned_seconds(settings)) as load, \
+            progress.ticker(TRAFFIC_LINE_EVERY, load.progress_line):
         progress.say(f"traffic: {t.users} keep-alive + {t.churn_users} new-connection clients x "
                      f"{t.rate_per_user:g} req/s on {made.base_url}; "
                      f"{gate.baseline_seconds:g}s on {gate.from_version} first")
@@ -75,15 +80,16 @@ def rehearse(settings: Settings, ready: Prepared) -> Result:
         load.stop()
         ended = time.time()
     marks = dataclasses.replace(marks, ended=ended)
-    final = final_state(api, namespace)
-    requests = load.requests()
-    events = watcher.events()
-    lives = pod_lives(events)
-    plan = Plan(gate.from_version, gate.to_version, rate=t.rate, limits=settings.verdict)
-    evidence = RunEvidence(tuple(requests), tuple(lives), marks, final, tuple(watcher.gaps()),
-                           load.tally())
-    verdict = judge(requests, lives, plan, marks, final, evidence.gaps, evidence.tally)
-    written = report.write(folder, verdict, requests, lives, events)
+    with progress.step("judging every request and writing the report"):
+        final = final_state(api, namespace)
+        requests = load.requests()
+        events = watcher.events()
+        lives = pod_lives(events)
+        plan = Plan(gate.from_version, gate.to_version, rate=t.rate, limits=settings.verdict)
+        evidence = RunEvidence(tuple(requests), tuple(lives), marks, final,
+                               tuple(watcher.gaps()), load.tally())
+        verdict = judge(requests, lives, plan, marks, final, evidence.gaps, evidence.tally)
+        written = report.write(folder, verdict, requests, lives, events)
     progress.say(f"verdict: {verdict.summary()}")
     progress.say(f"report: {written.html} (also {written.json.name}, {written.junit.name})")
     return Result(verdict, written, evidence)

@@ -57,7 +57,10 @@ Settings from the environment:
 - ``LOAD_STOP_FILE``: end the run when this file appears, the way ``-t`` ends
   it (users finish the request under way within ``--stop-timeout``, then every
   record is flushed). A harness that cannot know the run's length in advance
-  uses this instead of a signal.
+  uses this instead of a signal;
+- ``LOAD_PARENT_PID``: end the run the same way when this process is no
+  longer Locust's parent (the harness that started it was killed): load never
+  outlives the run it belongs to.
 
 No retries anywhere: a retry would hide exactly the failures the gate is for;
 redirects are not followed either. Run with ``--stop-timeout`` (e.g. 10) so
@@ -206,12 +209,14 @@ def _finish(environment: Any, **_: Any) -> None:
 
 
 def _watch_stop_file(environment: Any, **_: Any) -> None:
-    if not (stop_file := os.environ.get("LOAD_STOP_FILE")):
+    stop_file = os.environ.get("LOAD_STOP_FILE")
+    parent = int(os.environ.get("LOAD_PARENT_PID") or 0)
+    if not stop_file and not parent:
         return
-    path = Path(stop_file)
+    path = Path(stop_file) if stop_file else None
 
     def poll() -> None:
-        while not path.exists():
+        while not (path is not None and path.exists()) and not (parent and os.getppid() != parent):
             gevent.sleep(0.1)
         if environment.runner is not None:
             environment.runner.quit()

@@ -28,7 +28,7 @@ from harness.toolchain import (
     pulumi,
     tools,
 )
-from harness.toolchain.cache import Cache
+from harness.toolchain.cache import Cache, sweep_stale_temps
 
 __all__ = [
     "Component",
@@ -124,6 +124,9 @@ def _exclusive(cache: Cache) -> Iterator[None]:
         except BlockingIOError:
             progress.say("another toolchain run is using the cache; waiting for it")
             fcntl.flock(lock, fcntl.LOCK_EX)
+        swept = sweep_stale_temps(cache.root)  # no build of ours runs now: theirs are dead
+        if swept:
+            progress.say(f"removed {len(swept)} temporary folders left by killed builds")
         try:
             yield
         finally:

@@ -2,7 +2,9 @@
 
 Everything is built under a temporary name and renamed when complete, so an
 interrupted or killed build never leaves something that looks finished; the
-next run redoes only the step that was cut short.
+next run redoes only the step that was cut short. A killed build does leave
+its temporary (`.NAME.tmp-PID`); `sweep_stale_temps` removes those whose
+process is gone.
 """
 
 from __future__ import annotations
@@ -10,13 +12,21 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+TEMP_NAME = re.compile(r"^\..+\.tmp-(\d+)$")
+"""`.NAME.tmp-PID`: how `building`, `write_json` and downloads.fetch name their temporaries."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,63 @@ def building(final: Path) -> Iterator[Path]:
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
+
+
+def scratch(root: Path) -> tempfile.TemporaryDirectory[str]:
+    """A scratch folder in `root`, named for the sweep (`.build-XYZ.tmp-PID`) should the
+    build be killed before it can remove it."""
+    return tempfile.TemporaryDirectory(prefix=".build-", suffix=f".tmp-{os.getpid()}", dir=root)
+
+
+def sweep_stale_temps(root: Path) -> list[Path]:
+    """Remove temporaries in root and its direct subfolders whose process is gone.
+
+    Call it with the toolchain lock held. A temporary of a live process is
+    never removed, nor one whose pid is reused by a live process, so a run
+    in progress is never disturbed (pids are read in this pid namespace).
+    Temporaries are made next to their final name (tools/, wheelhouse/,
+    records/, state/), so two levels cover them without descending into
+    finished artefacts such as a rootfs tree.
+    """
+    removed: list[Path] = []
+    folders = [root, *(p for p in _entries(root) if p.is_dir() and not p.is_symlink()
+                       and TEMP_NAME.match(p.name) is None)]
+    for folder in folders:
+        for path in _entries(folder):
+            match = TEMP_NAME.match(path.name)
+            if match is None or _pid_alive(int(match.group(1))):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            if os.path.lexists(path):
+                log.warning("could not remove %s, left by process %s", path, match.group(1))
+                continue
+            log.info("removed %s, left by process %s, which is gone", path, match.group(1))
+            removed.append(path)
+    return removed
+
+
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return sorted(folder.iterdir())
+    except OSError:
+        return []
+
+
+def _pid_alive(pid: int) -> bool:
+    """False when no process has pid; 0 and below name none (kill(0) means our group)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        pass  # it exists, under another user
+    return True
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -9,14 +9,13 @@ Debian root because it drives iptables and conntrack.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness import progress
 from harness.resources import RECIPES
 from harness.toolchain import containers, rootfs, versions
-from harness.toolchain.cache import Cache, recipe_hash
+from harness.toolchain.cache import Cache, recipe_hash, scratch
 
 LABEL = "io.rollout-harness.recipe"
 PATH_ENV = "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -62,7 +61,7 @@ def ensure(cache: Cache, image: ComponentImage, iptables_base: str | None = None
     )
     with progress.step(f"making image {image.ref}"):
         if iptables_base is None:
-            with tempfile.TemporaryDirectory(dir=cache.root) as tmp:
+            with scratch(cache.root) as tmp:
                 root = Path(tmp)
                 _static_root(root)
                 target = root / image.entrypoint.lstrip("/")

@@ -175,7 +175,9 @@ def import_rootfs(root: Path, tag: str, changes: Iterable[str], log_path: Path) 
 
 def build(context: Path, tag: str, *, build_args: Mapping[str, str], labels: Mapping[str, str],
           log_path: Path) -> None:
-    """`docker build` with the classic builder (DOCKER_BUILDKIT=0)."""
-    _run("build", *_repeat("--build-arg", (f"{k}={v}" for k, v in build_args.items())),
+    """`docker build` with the classic builder (DOCKER_BUILDKIT=0); --force-rm: a failed
+    step's container goes too, not only those of steps that worked."""
+    _run("build", "--force-rm",
+         *_repeat("--build-arg", (f"{k}={v}" for k, v in build_args.items())),
          *_repeat("--label", (f"{k}={v}" for k, v in labels.items())), "--tag", tag, context,
          log_path=log_path, what=f"docker build of {tag}", env={"DOCKER_BUILDKIT": "0"})

@@ -23,7 +23,7 @@ from harness.toolchain import Toolchain
 @pytest.fixture(scope="module")
 def own(settings: Settings, toolchain: Toolchain) -> Iterator[Settings]:
     mine = dataclasses.replace(settings, cluster=dataclasses.replace(
-        settings.cluster, name="harness-e2e-leftover", host_port=settings.cluster.host_port + 10))
+        settings.cluster, name="harness-e2e-leftover", host_port=0))
     clusters.up(mine.cluster, toolchain)
     yield mine
     clusters.down(mine.cluster, toolchain)

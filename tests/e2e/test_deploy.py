@@ -65,7 +65,7 @@ def test_up_upgrade_refresh_preview_down(source: str, stack: ModelStack,
         assert state["image"] == f"rollout-harness/model-server:{OLD}"
         assert state["ready"] == settings.deploy.replicas
         assert first.outputs["deployment"]["readyReplicas"] == settings.deploy.replicas
-        assert first.outputs["serviceUrl"] == f"http://127.0.0.1:{settings.cluster.host_port}"
+        assert first.outputs["serviceUrl"] == stack.cluster.base_url
 
         second = stack.up(NEW, chart_repo=repo)
         after = rollout_state(api, namespace)

@@ -140,7 +140,7 @@ def test_a_crash_is_one_line_exit_2_and_a_traceback_in_a_file(capsys,
     def boom(args, settings):
         raise KeyError("oops")
 
-    monkeypatch.setattr(cli, "cmd_toolchain", boom)
+    monkeypatch.setitem(cli.RUNNERS, "toolchain", boom)
     code, _, said = run(["toolchain"], capsys)
     assert code == 2
     (line,) = said.splitlines()
@@ -148,3 +148,58 @@ def test_a_crash_is_one_line_exit_2_and_a_traceback_in_a_file(capsys,
     crash = Path(line.split("traceback in ")[1].split(";")[0])
     assert "KeyError: 'oops'" in crash.read_text()
     crash.unlink()
+
+
+@pytest.fixture
+def nothing_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if a run gets as far as locking, the toolchain or a cluster."""
+    from harness import cluster, runlock, toolchain
+
+    def made(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a validation error must come before anything is made")
+
+    for module, name in ((toolchain, "ensure_all"), (cluster, "up"), (runlock, "held")):
+        monkeypatch.setattr(module, name, made)
+
+
+SCHEMA = "==> error: --set values rejected by the chart's schema, nothing was created: at "
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    (["up", "--version", "1.1"],
+     "==> error: --version: chartVersion must be a SemVer version like 1.2.0 or 1.1.0-flaky, "
+     "not '1.1'"),
+    (["verify", "--set", "strategy.type=BlueGreen"],
+     SCHEMA + "'/strategy/type': value must be one of 'RollingUpdate', 'Recreate'"),
+    (["rehearse", "--set", "replicas=2"],
+     SCHEMA + "'': additional properties 'replicas' not allowed"),
+    (["verify", "--set", "server.flakyRate=2"], SCHEMA + "'/server/flakyRate': "),
+    (["up", "--version", "1.1.0", "--set", "gracefulDrain.enabled=maybe"],
+     SCHEMA + "'/gracefulDrain/enabled': "),
+    (["verify", "--name", "Not_A_Name"],
+     "==> error: --name: cluster name 'Not_A_Name' must be lower-case letters, digits and '-', "
+     "1-50 long"),
+    (["verify", "--from", "1.1.0", "--to", "1.1.0"],
+     "==> error: --from and --to are both 1.1.0: a rollout needs two versions"),
+], ids=["up-version", "set-enum", "set-unknown-key", "set-range", "set-type", "name",
+        "same-versions"])
+def test_each_validation_error_is_one_line_exit_64_and_nothing_is_made(
+        argv: list[str], line: str, capsys, nothing_made: None):
+    code, out, said = run(argv, capsys)
+    assert (code, out) == (64, "")
+    (first,) = said.splitlines()
+    assert first.startswith(line), first
+
+
+def test_a_bad_port_variable_is_one_line_exit_64(capsys, nothing_made: None,
+                                                 monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HARNESS_HOST_PORT", "70000")
+    assert run(["verify"], capsys)[::2] == (
+        64, "==> error: HARNESS_HOST_PORT must be between 1 and 65535, not 70000\n")
+
+
+def test_engine_stop_with_nothing_started_says_so_and_touches_nothing(
+        tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    assert run(["engine", "stop"], capsys)[::2] == (
+        0, "==> no engine started by the harness is running: nothing to stop\n")

@@ -12,7 +12,7 @@ CNI = Path(__file__).parents[2] / "toolchain/node-image/rootfs/etc/cni/net.d/10-
 
 
 def test_kind_config_maps_the_node_port_to_loopback_only():
-    config = yaml.safe_load(cluster.kind_config(ClusterSettings(node_port=30111, host_port=18080)))
+    config = yaml.safe_load(cluster.kind_config(ClusterSettings(node_port=30111), 18080))
     (node,) = config["nodes"]
     (mapping,) = node["extraPortMappings"]
     assert mapping == {"containerPort": 30111, "hostPort": 18080,
@@ -43,3 +43,12 @@ def test_mirror_from_classic_sources_list_and_setting(tmp_path: Path):
     assert rootfs.mirror(ToolchainSettings(), tmp_path) == "http://other.example/debian"
     chosen = ToolchainSettings(debian_mirror="http://chosen.example/debian")
     assert rootfs.mirror(chosen, tmp_path) == "http://chosen.example/debian"
+
+
+def test_the_host_port_defaults_to_a_free_one_picked_per_cluster():
+    import socket
+
+    assert ClusterSettings().host_port == 0
+    picked = cluster.free_port()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", picked))  # nothing holds it

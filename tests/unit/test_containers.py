@@ -138,6 +138,6 @@ def test_build_passes_args_labels_and_the_classic_builder(docker: Docker, tmp_pa
     monkeypatch.setattr(containers.procs, "run", lambda cmd, **kw: seen.update(cmd=cmd, **kw))
     containers.build(tmp_path, "m:1", build_args={"A": "1", "B": "2"}, labels={"l": "k"},
                      log_path=tmp_path / "log")
-    assert seen["cmd"] == ["docker", "build", "--build-arg", "A=1", "--build-arg", "B=2",
-                           "--label", "l=k", "--tag", "m:1", tmp_path]
+    assert seen["cmd"] == ["docker", "build", "--force-rm", "--build-arg", "A=1",
+                           "--build-arg", "B=2", "--label", "l=k", "--tag", "m:1", tmp_path]
     assert seen["env"] == {"DOCKER_BUILDKIT": "0"}

@@ -94,3 +94,26 @@ Diagnostics:
         '[ProgressDeadlineExceeded] ReplicaSet "ml-model-74686f6b67" has timed out progressing.; '
         "[Pod ml-model/ml-model-74686f6b67-s6zcz]: containers with unready status: [model-server]")
     assert _last_error("error: no stack named 'x' found\n") == "error: no stack named 'x' found"
+
+
+def test_only_a_lock_of_a_dead_process_on_this_host_is_cleared(tmp_path: Path):
+    import io
+    import json
+    import os
+
+    from harness import progress
+    from harness.deploy import PROJECT
+
+    stack, _ = model_stack(tmp_path)
+    folder = stack.state / ".pulumi" / "locks" / "organization" / PROJECT / stack.name
+    folder.mkdir(parents=True)
+    here, dead = os.uname().nodename, 2**22 + 4321
+    owners = {"live-here": (os.getpid(), here), "dead-elsewhere": (dead, "build-7"),
+              "dead-here": (dead, here)}
+    for name, (pid, host) in owners.items():
+        (folder / f"{name}.json").write_text(json.dumps({"pid": pid, "hostname": host}))
+    with progress.redirected(io.StringIO()) as said:
+        stack._clear_stale_lock()
+    assert sorted(p.stem for p in folder.iterdir()) == ["dead-elsewhere", "live-here"]
+    assert said.getvalue() == (f"==> stack gone: removed the lock left by a killed run "
+                               f"(pid {dead}); continuing\n")

@@ -545,3 +545,38 @@ def test_sigterm_still_finishes_requests_under_way(tmp_path: Path) -> None:
     assert len(records) == requests, err[-2000:]
     assert all(r["ok"] for r in records), "answered within --stop-timeout"
     check_summary(record)
+
+
+ORPHAN = """
+import os, subprocess, sys, time
+env = {**os.environ, "LOAD_PARENT_PID": str(os.getpid())}
+child = subprocess.Popen(sys.argv[1:], env=env, cwd=os.environ["RECORD_DIR"])
+print(child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_locust_ends_when_the_process_that_started_it_is_killed(
+        server: testing.ServerProcess, tmp_path: Path) -> None:
+    record = tmp_path / "requests.jsonl"
+    env = {**locust_env(record, {"LOAD_USERS": "2", "LOAD_CHURN_USERS": "0"}),
+           "RECORD_DIR": str(tmp_path)}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN, *locust_command(server.url, "-u", "2", "-r", "2",
+                                                        "-t", "60s")],
+        env=env, stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    locust = int(parent.stdout.readline())
+    deadline = time.monotonic() + 20
+    while not record.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)
+    parent.kill()  # SIGKILL: no clean-up of its own
+    parent.wait()
+    started = time.monotonic()
+    while Path(f"/proc/{locust}").exists() and time.monotonic() - started < 30:
+        if Path(f"/proc/{locust}/stat").read_text().split(") ")[1].startswith("Z"):
+            break
+        time.sleep(0.1)
+    assert time.monotonic() - started < 15, "Locust went on without its parent"
+    assert check_summary(record)["locust_requests"] == len(read_lines(record)) > 0

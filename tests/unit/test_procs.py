@@ -47,3 +47,41 @@ def test_a_failed_command_names_itself_and_its_log(tmp_path: Path):
 def test_a_missing_program_is_named():
     with pytest.raises(errors.HarnessError, match="no-such-tool-here is not installed"):
         procs.output(["no-such-tool-here"], what="probe")
+
+
+def test_the_tree_below_a_process_is_found_and_stopped_gracefully_first(tmp_path: Path):
+    import signal
+    import subprocess
+    import time
+
+    # a parent that traps SIGINT (as pulumi does) and a child that ignores it
+    script = tmp_path / "tree.sh"
+    script.write_text("trap 'echo cancelled > %s; exit 0' INT\n"
+                      "sh -c 'trap \"\" INT; sleep 60' &\nwait\nwait\n" % (tmp_path / "said"))
+    parent = subprocess.Popen(["bash", str(script)])
+    deadline = time.monotonic() + 10
+    while len(procs.descendants(parent.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    tree = procs.descendants(parent.pid)
+    assert parent.pid in procs.descendants() and len(tree) >= 2
+    assert "sleep 60" in procs.command_line(tree[-1])
+    assert procs.parent(parent.pid) == os.getpid()
+    killed = procs.stop([parent.pid], signal.SIGINT, grace=5)
+    parent.wait()
+    assert killed == [] and (tmp_path / "said").read_text() == "cancelled\n"
+    assert procs.stop(tree, signal.SIGINT, grace=0.5) == tree, "the deaf ones are killed"
+    time.sleep(0.2)
+    assert not any(procs.running(pid) for pid in tree)
+    assert procs.command_line(2**22 + 7) == "" and procs.parent(2**22 + 7) is None
+
+
+def test_matching_finds_strays_by_their_command_line_but_not_itself(tmp_path: Path):
+    import subprocess
+
+    stray = subprocess.Popen(["sleep", "30.123"])
+    try:
+        assert procs.matching("sleep 30.123") == [stray.pid]
+        assert procs.matching("no such command line anywhere 42") == []
+    finally:
+        stray.kill()
+        stray.wait()

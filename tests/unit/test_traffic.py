@@ -59,3 +59,18 @@ def test_a_locust_that_dies_early_is_an_error_naming_its_log(tmp_path: Path):
 def test_waiting_for_a_model_that_never_answers_is_bounded():
     with pytest.raises(TrafficError, match="did not answer within 1s"):
         wait_answering("http://127.0.0.1:9", "ml-model", timeout=1)
+
+
+def test_the_progress_line_counts_whole_recorded_lines_as_they_come(tmp_path: Path):
+    from harness.evidence import Request, encode_request
+
+    load = Traffic("http://127.0.0.1:1", tmp_path, TrafficSettings())
+    assert load.progress_line().startswith("traffic: 0 requests recorded, 0 failed")
+    good = encode_request(Request(1.0, 2.0, 200, None, "1.0.0", True))
+    bad = encode_request(Request(1.5, 2.0, 0, "ConnectionRefusedError", None, False))
+    with load.record_file.open("wb") as record:
+        record.write(good + bad + good[:10])  # the last line half-written
+        record.flush()
+        assert load.progress_line().startswith("traffic: 2 requests recorded, 1 failed")
+        record.write(good[10:])
+    assert load.progress_line().startswith("traffic: 3 requests recorded, 1 failed")

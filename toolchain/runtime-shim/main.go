@@ -8,17 +8,32 @@
 // process spec (runc exec --process FILE), then execs the real runc with the
 // same arguments. Docker registers it as its default runtime only on such
 // hosts; everywhere else it is not installed.
+//
+// The real runc is run by absolute path: the one given at build time
+// (-ldflags "-X main.runcPath=/usr/sbin/runc", which the harness sets to the
+// runc it found), else the first of runcLocations. Never PATH: the shim runs
+// with whatever environment the container manager passes on, and a runc
+// earlier on that PATH (or the shim itself, if installed as runc) must not
+// receive root's container specs.
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 )
+
+// runcPath is the real runc's absolute path, set at build time with -X.
+var runcPath string
+
+// runcLocations are where distributions and Docker's packages install runc.
+var runcLocations = []string{"/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc", "/usr/local/bin/runc"}
 
 // dropped lists the capabilities removed from every spec.
 var dropped = map[string]bool{"CAP_SYS_RESOURCE": true}
@@ -34,7 +49,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "runc-capshim: %v\n", err)
 		os.Exit(1)
 	}
-	runc, err := realRunc()
+	self, _ := os.Executable()
+	runc, err := realRunc(runcPath, runcLocations, self)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "runc-capshim: %v\n", err)
 		os.Exit(1)
@@ -44,16 +60,32 @@ func main() {
 	os.Exit(1)
 }
 
-// realRunc finds runc on PATH, skipping this binary if it is named runc too.
-func realRunc() (string, error) {
-	self, _ := os.Executable()
-	for _, dir := range filepath.SplitList(os.Getenv("PATH") + ":/usr/sbin:/usr/bin:/usr/local/sbin") {
-		candidate := filepath.Join(dir, "runc")
-		if info, err := os.Stat(candidate); err == nil && !info.IsDir() && candidate != self {
-			return candidate, nil
+// realRunc returns built if set (it must be absolute), else the first
+// executable file among locations that is not self.
+func realRunc(built string, locations []string, self string) (string, error) {
+	if built != "" {
+		if !filepath.IsAbs(built) {
+			return "", fmt.Errorf("runc path %q built into the shim is not absolute", built)
 		}
+		return built, nil
 	}
-	return exec.LookPath("runc")
+	for _, candidate := range locations {
+		info, err := os.Stat(candidate)
+		if err != nil || info.IsDir() || info.Mode().Perm()&0o111 == 0 || sameFile(candidate, self) {
+			continue
+		}
+		return candidate, nil
+	}
+	return "", fmt.Errorf("no runc in %s", strings.Join(locations, ", "))
+}
+
+func sameFile(a, b string) bool {
+	if b == "" {
+		return false
+	}
+	ia, errA := os.Stat(a)
+	ib, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(ia, ib)
 }
 
 // rewrite edits the spec file the runc command line refers to, if any.
@@ -119,9 +151,37 @@ func edit(path string, locate func(map[string]any) map[string]any) error {
 	if err != nil {
 		return err
 	}
-	var doc map[string]any
-	if err := json.Unmarshal(data, &doc); err != nil {
+	out, changed, err := dropCapabilities(data, locate)
+	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
+	}
+	if !changed {
+		return nil
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	tmp := path + ".capshim"
+	if err := os.WriteFile(tmp, out, info.Mode().Perm()); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// dropCapabilities returns data without the dropped capabilities and whether
+// any was there. Numbers are kept as their literal text (UseNumber): a
+// float64 round trip would turn 18446744073709551615 (a memory limit of
+// "unlimited") into 18446744073709552000, which runc then rejects or misreads.
+func dropCapabilities(data []byte, locate func(map[string]any) map[string]any) ([]byte, bool, error) {
+	decoder := json.NewDecoder(bytes.NewReader(data))
+	decoder.UseNumber()
+	var doc map[string]any
+	if err := decoder.Decode(&doc); err != nil {
+		return nil, false, err
+	}
+	if _, err := decoder.Token(); !errors.Is(err, io.EOF) {
+		return nil, false, errors.New("unexpected data after the JSON document")
 	}
 	caps := locate(doc)
 	changed := false
@@ -141,19 +201,13 @@ func edit(path string, locate func(map[string]any) map[string]any) error {
 		caps[set] = kept
 	}
 	if !changed {
-		return nil
+		return data, false, nil
 	}
-	out, err := json.Marshal(doc)
-	if err != nil {
-		return err
+	var out bytes.Buffer
+	encoder := json.NewEncoder(&out)
+	encoder.SetEscapeHTML(false)
+	if err := encoder.Encode(doc); err != nil {
+		return nil, false, err
 	}
-	info, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	tmp := path + ".capshim"
-	if err := os.WriteFile(tmp, out, info.Mode().Perm()); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return out.Bytes(), true, nil
 }
