@@ -203,3 +203,7 @@ def test_engine_stop_with_nothing_started_says_so_and_touches_nothing(
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
     assert run(["engine", "stop"], capsys)[::2] == (
         0, "==> no engine started by the harness is running: nothing to stop\n")
+
+
+def test_every_command_has_a_runner_or_is_serve():
+    assert cli.RUNNERS.keys() | {"serve"} == cli.COMMANDS.keys()
