@@ -77,9 +77,13 @@ def test_the_tree_below_a_process_is_found_and_stopped_gracefully_first(tmp_path
 
 def test_matching_finds_strays_by_their_command_line_but_not_itself(tmp_path: Path):
     import subprocess
+    import time
 
     stray = subprocess.Popen(["sleep", "30.123"])
     try:
+        deadline = time.monotonic() + 10  # until the child has exec'd, its cmdline is ours
+        while not procs.matching("sleep 30.123") and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert procs.matching("sleep 30.123") == [stray.pid]
         assert procs.matching("no such command line anywhere 42") == []
     finally:
