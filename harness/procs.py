@@ -116,8 +116,7 @@ def tail(path: Path, lines: int = TAIL_LINES) -> str:
 def descendants(root: int | None = None) -> list[int]:
     """The processes below `root` (default: this one), parents before children, read
     from /proc: the pulumi CLI the Automation API starts is not ours to hold a handle on."""
-    parents = {int(entry.name): parent for entry in Path("/proc").iterdir()
-               if entry.name.isdigit() and (parent := _stat(int(entry.name), 1)) is not None}
+    parents = {pid: parent for pid in pids() if (parent := _stat(pid, 1)) is not None}
     found, frontier = [], [os.getpid() if root is None else root]
     while frontier:
         children = sorted(pid for pid, parent in parents.items() if parent in frontier)
@@ -177,5 +176,9 @@ def matching(*texts: str) -> list[int]:
     """Processes other than this one whose command line holds any of `texts`: a child
     that outlived the command that started it (SIGKILLed) is no longer a descendant."""
     me = os.getpid()
-    return [pid for pid in (int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit())
-            if pid != me and any(text in command_line(pid) for text in texts)]
+    return [pid for pid in pids() if pid != me and any(text in command_line(pid) for text in texts)]
+
+
+def pids() -> list[int]:
+    """Every process's pid, from /proc."""
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]

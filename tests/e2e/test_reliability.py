@@ -97,8 +97,7 @@ def _cwd(pid: int) -> Path | None:
 
 
 def _all_pids() -> list[int]:
-    return [int(p.name) for p in Path("/proc").iterdir()
-            if p.name.isdigit() and int(p.name) != os.getpid()]
+    return [pid for pid in procs.pids() if pid != os.getpid()]
 
 
 # the phases, the line that starts each, and how the stop line names it
