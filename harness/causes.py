@@ -2,9 +2,14 @@
 
 A verdict that only counts failures sends a person to the logs. Each failed
 request gets a cause a person can act on — refused, reset, connection
-closed, unreachable, timeout, slow, HTTP 5xx, bad body — and a pod: the one that answered
-(its X-Pod-Name), else the pod whose exit or start was under way when the
-request began, which is where a request with no answer almost always died.
+closed, unreachable, timeout, slow, queued, HTTP 5xx, bad body — and a pod: the one
+that answered (its X-Pod-Name), else the pod whose exit or start was under way
+when the request began, which is where a request with no answer almost always died.
+
+"queued" is a request whose answer came within the SLO but whose client sent it
+late, still waiting for an earlier slow answer: latency runs from the intended
+send time (no coordinated omission), so the client did wait too long, but the
+pod that answered it is not the one to blame — it is laid at no pod.
 Pure functions over the evidence, like the verdict they serve.
 """
 
@@ -46,7 +51,7 @@ def cause(request: Request, slo_ms: float) -> str | None:
                 return name
         return "no response"
     if request.latency_ms > slo_ms:
-        return "slow"
+        return "slow" if request.latency_ms - request.lag_ms > slo_ms else "queued"
     return None
 
 
@@ -58,7 +63,8 @@ class Attribution:
     pod: str | None
     """The pod, or None when neither an answer nor a pod's exit or start explains it."""
     how: str
-    """answered: the pod's own header; exiting / starting: it was on its way out or in."""
+    """answered: the pod's own header; exiting / starting: it was on its way out or in;
+    queued: sent late behind an earlier slow answer (no pod); unknown."""
     count: int
     first: float
     """The first such failure's start, epoch seconds."""
@@ -70,7 +76,7 @@ def attribute(failed: Sequence[tuple[Request, str]],
     groups: Counter[tuple[str, str | None, str]] = Counter()
     first: dict[tuple[str, str | None, str], float] = {}
     for request, why in failed:
-        pod, how = _pod_of(request, lives)
+        pod, how = (None, "queued") if why == "queued" else _pod_of(request, lives)
         key = (why, pod, how)
         groups[key] += 1
         first.setdefault(key, request.t)
@@ -98,7 +104,8 @@ def story(attributions: Sequence[Attribution]) -> str:
     "12 x connection closed as old pods exited"."""
     parts = []
     for how, phrase in (("exiting", "as old pods exited"), ("starting", "as new pods started"),
-                        ("answered", "from the pods that answered them"), ("unknown", "")):
+                        ("answered", "from the pods that answered them"),
+                        ("queued", "behind slow answers"), ("unknown", "")):
         by_cause: Counter[str] = Counter()
         for a in attributions:
             if a.how == how:

@@ -60,7 +60,7 @@ CONTROLS: tuple[Control, ...] = (
     Control("stall", "1.1.0-stall", "fail",
             "a version whose answers to some inputs stall past the client's latency SLO",
             failed_requests=True, broken=("no failed requests",),
-            causes=frozenset({"slow"}), blamed="new"),
+            causes=frozenset({"slow", "queued"}), blamed="new"),
     Control("bad-body", "1.1.0-bad-body", "fail",
             "a version answering some inputs 200 with no prediction in the body",
             failed_requests=True, broken=("no failed requests",),

@@ -48,7 +48,8 @@ class Request:
     requests finished) and as the verdict and the report read it::
 
         {"t": 1764400000.123, "latency_ms": 2.41, "status": 200, "error": null,
-         "version": "1.1.0", "ok": true, "name": "predict", "pod": "ml-model-7d9f-x2x"}
+         "version": "1.1.0", "ok": true, "name": "predict", "pod": "ml-model-7d9f-x2x",
+         "lag_ms": 0.0}
     """
 
     t: float
@@ -64,12 +65,17 @@ class Request:
     """Locust's name for the request: which kind of client sent it (see load/locustfile.py)."""
     pod: str | None = None
     """The X-Pod-Name of the pod that answered; None when no answer came."""
+    lag_ms: float = 0.0
+    """How long after `t` the request actually went out (part of `latency_ms`): the time
+    its client spent still waiting for its previous answer. It tells a slow pod from a
+    request that only queued behind one."""
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Request:
         return cls(float(record["t"]), float(record["latency_ms"]), int(record["status"]),
                    record.get("error"), record.get("version"), bool(record["ok"]),
-                   str(record.get("name", "predict")), record.get("pod"))
+                   str(record.get("name", "predict")), record.get("pod"),
+                   float(record.get("lag_ms", 0.0)))
 
 
 def encode_request(request: Request) -> bytes:

@@ -17,7 +17,7 @@ same `series`, so the JSON and the picture cannot disagree.
 - ``first_failures``: up to ten ``{at_seconds, cause, status, error, version, pod,
   latency_ms}``;
 - ``failures``: ``[{cause, pod, how, count, first_s}]``: every failure by cause and the pod
-  it is laid at (``how``: answered, exiting, starting, unknown; see harness/causes.py);
+  it is laid at (``how``: answered, exiting, starting, queued, unknown; see harness/causes.py);
 - ``pods``: ``[{name, version, created_s, ready_s, terminating_s, gone_s}]``;
 - ``events``: ``[{t_s, kind, name, action, version, ready, terminating, detail}]``;
 - ``series``: ``{bucket_seconds, buckets: [{t, requests, failures, p50_ms, p99_ms,

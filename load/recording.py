@@ -10,7 +10,7 @@ its ``read_requests``):
 - ``latency_ms`` runs from that same moment to the answer: Locust's response
   time plus the ``lag_ms`` the request waited behind a late one (``context``),
   so a stall is charged to every request queued behind it (no coordinated
-  omission);
+  omission); ``lag_ms`` is that wait alone;
 - ``status`` is 0 when no response arrived (then ``error`` says why);
 - ``version`` and ``pod`` are the ``X-Model-Version`` and ``X-Pod-Name``
   headers of the pod that answered;
@@ -114,9 +114,11 @@ class Recorder:
             pod = headers.get("X-Pod-Name")
         t = start_time or 0.0
         latency = float(response_time or 0.0)
+        lag = 0.0
         if context:
             t = float(context.get(INTENDED_TIME, t))
-            latency += float(context.get(LAG_MS, 0.0))
+            lag = float(context.get(LAG_MS, 0.0))
+            latency += lag
         request = Request(
             t=t,
             latency_ms=round(latency, 3),
@@ -126,6 +128,7 @@ class Recorder:
             ok=exception is None,
             name=name,
             pod=pod,
+            lag_ms=round(lag, 3),
         )
         self._lines.append(encode_request(request))
         self.count += 1

@@ -87,6 +87,7 @@ def test_every_control_names_checks_that_exist_and_causes_the_verdict_gives():
     names = {c.name for c in checks}
     given = {cause(Request(0, 1, 500, "HTTP 500", "1.1.0", False), 1000),
              cause(Request(0, 1500, 200, None, "1.1.0", True), 1000),
+             cause(Request(0, 1500, 200, None, "1.1.0", True, lag_ms=1000), 1000),
              cause(Request(0, 1, 200, "bad body: 0 predictions", "1.1.0", False), 1000)}
     for control in controls.CONTROLS:
         for prefix in control.broken:

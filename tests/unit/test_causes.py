@@ -9,14 +9,18 @@ from harness.evidence import PodLife, Request
 
 
 def req(t: float = 10.0, *, status: int = 200, ok: bool = True, error: str | None = None,
-        latency_ms: float = 3.0, pod: str | None = "pod-a") -> Request:
-    return Request(t, latency_ms, status, error, "1.0.0" if ok else None, ok, "predict", pod)
+        latency_ms: float = 3.0, pod: str | None = "pod-a", lag_ms: float = 0.0) -> Request:
+    return Request(t, latency_ms, status, error, "1.0.0" if ok else None, ok, "predict", pod,
+                   lag_ms)
 
 
 @pytest.mark.parametrize(("request_", "expected"), [
     (req(), None),
     (req(latency_ms=999.0), None),
     (req(latency_ms=1000.5), "slow"),
+    (req(latency_ms=1900.0, lag_ms=1500.0), "queued"),
+    (req(latency_ms=2600.0, lag_ms=1500.0), "slow"),
+    (req(latency_ms=999.0, lag_ms=900.0), None),
     (req(status=500, ok=False), "HTTP 500"),
     (req(status=503, ok=False), "HTTP 503"),
     (req(status=200, ok=False, error="CatchResponseError: bad body: not JSON"), "bad body"),
@@ -74,3 +78,15 @@ def test_the_story_reads_as_what_happened():
              Attribution("HTTP 500", "new-a", "answered", 2, 3.0)]
     assert story(found) == ("9 x connection closed, 3 x reset as old pods exited; "
                             "2 x HTTP 500 from the pods that answered them")
+
+
+def test_a_request_queued_behind_a_slow_answer_is_laid_at_no_pod():
+    """The stall control's clients wait behind the -stall pods' late answers; their next
+    request, answered at once by an old pod, must not make that pod look slow."""
+    failed = [(req(30.0, latency_ms=2100.0, pod="new-a"), "slow"),
+              (req(30.05, latency_ms=1990.0, lag_ms=1980.0, pod="old-a"), "queued")]
+    found = attribute(failed, LIVES)
+    assert [(a.cause, a.pod, a.how) for a in found] == [
+        ("slow", "new-a", "answered"), ("queued", None, "queued")]
+    assert story(found) == ("1 x slow from the pods that answered them; "
+                            "1 x queued behind slow answers")

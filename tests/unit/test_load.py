@@ -240,12 +240,12 @@ def test_recorder_writes_typed_lines_and_flushes_on_close(tmp_path: Path) -> Non
     assert recorder.written == 3
     assert read_lines(path) == [
         {"t": 100.0, "latency_ms": 2.5, "status": 200, "error": None, "version": "1.1.0",
-         "ok": True, "name": "predict", "pod": "ml-model-x"},
+         "ok": True, "name": "predict", "pod": "ml-model-x", "lag_ms": 0.0},
         {"t": 101.0, "latency_ms": 1.0, "status": 0,
          "error": "ConnectionRefusedError: [Errno 111] Connection refused", "version": None,
-         "ok": False, "name": "predict-new-connection", "pod": None},
+         "ok": False, "name": "predict-new-connection", "pod": None, "lag_ms": 0.0},
         {"t": 101.5, "latency_ms": 403.0, "status": 200, "error": None, "version": "1.1.0",
-         "ok": True, "name": "predict", "pod": "ml-model-x"},
+         "ok": True, "name": "predict", "pod": "ml-model-x", "lag_ms": 400.0},
     ]  # fmt: skip
 
 
