@@ -10,7 +10,6 @@ requests it took to decide, and the run time.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import html
 import json
@@ -22,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import errors, progress, startup, verify
+from harness import progress, startup, verify
 from harness.controls import FROM_VERSION, Control, named
 from harness.settings import GateSettings, Settings
 
@@ -119,12 +118,7 @@ def rehearse(settings: Settings, ready: startup.Prepared, control: Control,
         deploy = dataclasses.replace(deploy, rollout_timeout=control.rollout_timeout)
     gate = dataclasses.replace(settings.gate, from_version=FROM_VERSION,
                                to_version=control.to_version, report_dir=report_dir)
-    run_settings = dataclasses.replace(settings, deploy=deploy, gate=gate)
-    try:
-        return verify.rehearse(run_settings, ready)
-    finally:
-        with contextlib.suppress(errors.HarnessError):
-            ready.stack.configured(run_settings).down()
+    return verify.rehearsal(dataclasses.replace(settings, deploy=deploy, gate=gate), ready)
 
 
 def _run(settings: Settings, ready: startup.Prepared, control: Control, folder: Path) -> Run:

@@ -43,6 +43,15 @@ def prepared(settings: Settings, versions: Sequence[str] = ()) -> Iterator[Prepa
     """A cluster with the model stack and the images of `versions`; afterwards the
     cluster is deleted unless `settings.cluster.keep`."""
     validate(settings, versions)
+    with stack_ready(settings) as stack, for_versions(settings, stack, versions) as ready:
+        yield ready
+
+
+@contextlib.contextmanager
+def stack_ready(settings: Settings) -> Iterator[ModelStack]:
+    """The first half, for a cluster that serves many rollouts (the pytest plugin's
+    session): the name's lock, the toolchain, the cluster and its stack for the block;
+    then the cluster goes unless kept."""
     with runlock.held(lock_folder(settings), settings.cluster.name):
         with progress.phase("the toolchain check"):
             progress.say("checking the toolchain ...")
@@ -52,9 +61,7 @@ def prepared(settings: Settings, versions: Sequence[str] = ()) -> Iterator[Prepa
         try:
             if made.created:
                 stack.forget()
-            load_images(settings, made, tools, versions)
-            with chart_repository(settings, stack, versions) as repo:
-                yield Prepared(made, stack, repo)
+            yield stack
         finally:
             if not settings.cluster.keep:
                 # the cluster goes, and with it everything the stack made: drop the
@@ -62,6 +69,16 @@ def prepared(settings: Settings, versions: Sequence[str] = ()) -> Iterator[Prepa
                 with contextlib.suppress(errors.HarnessError):
                     stack.forget()
                 cluster.down(settings.cluster, tools)
+
+
+@contextlib.contextmanager
+def for_versions(settings: Settings, stack: ModelStack,
+                 versions: Sequence[str]) -> Iterator[Prepared]:
+    """The second half, per rollout: the images of `versions` loaded into the node and,
+    with chart source "repo", the chart served on 127.0.0.1 for the block."""
+    load_images(settings, stack.cluster, stack.toolchain, versions)
+    with chart_repository(settings, stack, versions) as repo:
+        yield Prepared(stack.cluster, stack, repo)
 
 
 def validate(settings: Settings, versions: Sequence[str]) -> None:

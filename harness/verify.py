@@ -10,6 +10,7 @@ images — and cleans up afterwards unless asked to keep the cluster.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -93,6 +94,16 @@ def rehearse(settings: Settings, ready: Prepared) -> Result:
     progress.say(f"verdict: {verdict.summary()}")
     progress.say(f"report: {written.html} (also {written.json.name}, {written.junit.name})")
     return Result(verdict, written, evidence)
+
+
+def rehearsal(settings: Settings, ready: Prepared) -> Result:
+    """`rehearse`, then the stack taken down whatever happened, so that the next rollout
+    on the cluster starts from nothing (calibration rounds, the pytest plugin's tests)."""
+    try:
+        return rehearse(settings, ready)
+    finally:
+        with contextlib.suppress(errors.HarnessError):
+            ready.stack.configured(settings).down()
 
 
 def planned_seconds(settings: Settings) -> float:

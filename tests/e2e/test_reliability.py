@@ -4,7 +4,8 @@ Each case runs the real command (`python -m harness.cli verify`) as a CI job
 would and inspects the machine afterwards: no node container, no Locust or
 pulumi process, no stack lock, no run lock, no cluster left behind. Two runs
 on different cluster names at once must both pass, each with its own report;
-a third on a name in use is refused at once and harms nobody.
+a third on a name in use is refused at once and harms nobody. The first of
+the two reruns on the name the stopped runs used: a rerun succeeds.
 
 These cases make clusters of their own, so they run before the session's
 shared cluster exists (see conftest.py): two rollouts at once on two cores are
