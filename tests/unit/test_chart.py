@@ -369,3 +369,33 @@ def test_helm_rejects_bad_values(helm: str, key: str, value: Any) -> None:
     )  # fmt: skip
     assert result.returncode != 0, f"helm accepted {flag}"
     assert "schema" in result.stderr.lower() or "values don't meet" in result.stderr.lower()
+
+
+# --- the stable track is the chart as it was ---------------------------------------------
+
+GOLDEN = Path(__file__).parent / "golden"
+STABLE_RENDERS = {
+    "stable-default.yaml": ("rel", "ns"),
+    "stable-controls.yaml": ("rel", "ns", "gracefulDrain.enabled=false",
+                             "strategy.type=Recreate", "service.type=ClusterIP"),
+    "stable-harness.yaml": ("ml-model", "ml-model", "image.tag=1.1.0-flaky",
+                            "service.nodePort=30123", "replicaCount=5", "tests.enabled=false"),
+}
+"""Renders of the chart before it knew about tracks (helm v3.22.0), by golden file:
+release, namespace, then --set flags. `verify` users and existing stacks must see
+not one byte changed, or an upgrade would touch their objects."""
+
+
+@pytest.mark.parametrize("golden", sorted(STABLE_RENDERS))
+@pytest.mark.parametrize("track", [None])
+def test_stable_track_renders_byte_identical_to_the_chart_before_tracks(
+        helm: str, golden: str, track: str | None) -> None:
+    release, namespace, *sets = STABLE_RENDERS[golden]
+    if track:
+        sets.append(f"track={track}")
+    args = [helm, "template", release, str(CHART), "--namespace", namespace]
+    for s in sets:
+        args += ["--set", s]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (GOLDEN / golden).read_text()
