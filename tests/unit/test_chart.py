@@ -127,6 +127,11 @@ BAD_VALUES = [
     ("server.stallRate", 1.5),
     ("server.stallSeconds", -1),
     ("server.stallSeconds", "2s"),
+    ("track", "blue"),
+    ("track", "Canary"),
+    ("track", None),
+    ("serveAllTracks", "yes"),
+    ("serveAllTracks", None),
 ]
 
 
@@ -147,6 +152,7 @@ def test_default_values_match_the_schema() -> None:
     assert VALUES["gracefulDrain"] == {"enabled": True, "preStop": True}
     assert VALUES["probes"]["readiness"]["enabled"] is True
     assert (VALUES["server"]["stallRate"], VALUES["server"]["stallSeconds"]) == (0.1, 2)
+    assert (VALUES["track"], VALUES["serveAllTracks"]) == ("stable", False)
 
 
 @pytest.mark.parametrize(("key", "value"), BAD_VALUES)
@@ -169,6 +175,9 @@ def test_schema_rejects_bad_values(key: str, value: Any) -> None:
         ("strategy.rollingUpdate.maxSurge", "25%"),
         ("image.tag", "1.1.0-flaky"),
         ("global", {"anything": 1}),
+        ("track", "baseline"),
+        ("track", "canary"),
+        ("serveAllTracks", True),
     ],
 )
 def test_schema_accepts_the_documented_switches(key: str, value: Any) -> None:
@@ -183,9 +192,10 @@ def helm() -> str:
     return str(toolchain_helm())
 
 
-def render(helm: str, *sets: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def render(helm: str, *sets: str, check: bool = True,
+           release: str = "rel") -> subprocess.CompletedProcess[str]:
     """``helm template`` with ``--set`` flags (``--set-json`` for ``key:=json``: floats)."""
-    args = [helm, "template", "rel", str(CHART), "--namespace", "ns"]
+    args = [helm, "template", release, str(CHART), "--namespace", "ns"]
     for s in sets:
         key, json_value, value = s.partition(":=")
         args += ["--set-json", f"{key}={value}"] if json_value else ["--set", s]
@@ -195,8 +205,8 @@ def render(helm: str, *sets: str, check: bool = True) -> subprocess.CompletedPro
     return result
 
 
-def objects(helm: str, *sets: str, tests: bool = False) -> dict[str, dict[str, Any]]:
-    docs = [d for d in yaml.safe_load_all(render(helm, *sets).stdout) if d]
+def objects(helm: str, *sets: str, release: str = "rel") -> dict[str, dict[str, Any]]:
+    docs = [d for d in yaml.safe_load_all(render(helm, *sets, release=release).stdout) if d]
     out = {}
     for doc in docs:
         is_test = doc["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
@@ -387,7 +397,7 @@ not one byte changed, or an upgrade would touch their objects."""
 
 
 @pytest.mark.parametrize("golden", sorted(STABLE_RENDERS))
-@pytest.mark.parametrize("track", [None])
+@pytest.mark.parametrize("track", [None, "stable"])
 def test_stable_track_renders_byte_identical_to_the_chart_before_tracks(
         helm: str, golden: str, track: str | None) -> None:
     release, namespace, *sets = STABLE_RENDERS[golden]
@@ -399,3 +409,132 @@ def test_stable_track_renders_byte_identical_to_the_chart_before_tracks(
     done = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout == (GOLDEN / golden).read_text()
+
+
+# --- tracks: stable, baseline and canary releases of one chart ----------------------------
+
+TRACK = "rollout-harness/track"
+
+
+def _matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def _pod_labels(objs: dict[str, dict[str, Any]]) -> dict[str, str]:
+    labels: dict[str, str] = objs["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+def canary_topology(helm: str, stable: int = 3, size: int = 1) -> dict[str, dict[str, Any]]:
+    """The three releases as the Pulumi program deploys them during a canary."""
+    return {
+        "stable": objects(helm, f"replicaCount={stable}", "serveAllTracks=true",
+                          release="ml-model"),
+        "baseline": objects(helm, "track=baseline", f"replicaCount={size}",
+                            "service.nodePort=30081", release="ml-model-baseline"),
+        "canary": objects(helm, "track=canary", f"replicaCount={size}", "image.tag=1.1.0",
+                          "service.nodePort=30082", release="ml-model-canary"),
+    }
+
+
+@pytest.mark.parametrize(("track", "node_port"), [("baseline", 30081), ("canary", 30082)])
+def test_track_release_has_its_own_pods_and_service(
+        helm: str, track: str, node_port: int) -> None:
+    release = f"ml-model-{track}"
+    objs = objects(helm, f"track={track}", f"service.nodePort={node_port}", release=release)
+    assert set(objs) == {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget", "TestPod"}
+    for kind in ("ConfigMap", "Deployment", "Service", "PodDisruptionBudget"):
+        assert objs[kind]["metadata"]["name"].startswith(release)
+        assert objs[kind]["metadata"]["labels"][TRACK] == track, kind
+    deployment = objs["Deployment"]["spec"]
+    own = {"app.kubernetes.io/name": "ml-model", "app.kubernetes.io/instance": release}
+    assert deployment["selector"]["matchLabels"] == own, "no track in the immutable selector"
+    assert _pod_labels(objs)[TRACK] == track
+    service = objs["Service"]
+    assert service["metadata"]["name"] == release, "its own Service, not the model Service"
+    assert service["spec"]["selector"] == own
+    assert service["spec"]["type"] == "NodePort"
+    assert service["spec"]["ports"][0]["nodePort"] == node_port
+    assert objs["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == own
+    assert not _matches(service["spec"]["selector"], objs["TestPod"]["metadata"]["labels"])
+    assert f"http://{release}:8080" in objs["TestPod"]["spec"]["containers"][0]["args"]
+
+
+def test_stable_track_carries_no_track_label(helm: str) -> None:
+    """Stable pods are told apart by their release (instance), not by a new label:
+    one would change the pod template and roll every stable pod."""
+    objs = objects(helm, "serveAllTracks=true")
+    for kind in ("ConfigMap", "Deployment", "Service", "PodDisruptionBudget"):
+        assert TRACK not in objs[kind]["metadata"]["labels"], kind
+    assert TRACK not in _pod_labels(objs)
+
+
+def test_serving_all_tracks_changes_only_the_model_services_selector(helm: str) -> None:
+    before = objects(helm)
+    after = objects(helm, "serveAllTracks=true")
+    assert after["Service"]["spec"]["selector"] == {
+        "app.kubernetes.io/name": "ml-model", "app.kubernetes.io/component": "model-server"}
+    assert "app.kubernetes.io/instance" not in after["Service"]["spec"]["selector"]
+    for kind in ("ConfigMap", "Deployment", "PodDisruptionBudget", "TestPod"):
+        assert after[kind] == before[kind], f"{kind} must not change (stable pods must not roll)"
+    assert {**after["Service"], "spec": {}} == {**before["Service"], "spec": {}}
+    assert {k: v for k, v in after["Service"]["spec"].items() if k != "selector"} == \
+        {k: v for k, v in before["Service"]["spec"].items() if k != "selector"}
+    stable_pods = _pod_labels(before)
+    assert _matches(before["Service"]["spec"]["selector"], stable_pods)
+    assert _matches(after["Service"]["spec"]["selector"], stable_pods), \
+        "stable pods stay endpoints while the selector switches, either way"
+
+
+def test_model_service_shares_traffic_by_pod_ratio(helm: str) -> None:
+    """Stable N and baseline = canary = k pods: the model Service's endpoints are all
+    N + 2k, so each track takes its pod-ratio share of new connections."""
+    topology = canary_topology(helm, stable=3, size=1)
+    services = {track: objs["Service"] for track, objs in topology.items()}
+    model = services["stable"]
+    assert (model["metadata"]["name"], model["spec"]["ports"][0]["nodePort"]) == (
+        "ml-model", 30080), "the model Service keeps its name and nodePort"
+    selector = model["spec"]["selector"]
+    endpoints = {track: objs["Deployment"]["spec"]["replicas"]
+                 for track, objs in topology.items() if _matches(selector, _pod_labels(objs))}
+    assert endpoints == {"stable": 3, "baseline": 1, "canary": 1}
+    share = {track: count / sum(endpoints.values()) for track, count in endpoints.items()}
+    assert share == {"stable": 3 / 5, "baseline": 1 / 5, "canary": 1 / 5}
+    for objs in topology.values():
+        assert not _matches(selector, objs["TestPod"]["metadata"]["labels"])
+    assert {s["spec"]["ports"][0]["nodePort"] for s in services.values()} == {
+        30080, 30081, 30082}
+    assert len({s["metadata"]["name"] for s in services.values()}) == 3
+
+
+def test_each_release_selects_only_its_own_pods(helm: str) -> None:
+    """No Deployment adopts, and no PDB counts, another track's pods: overlapping
+    PodDisruptionBudgets would make every eviction of such a pod fail."""
+    topology = canary_topology(helm)
+    for owner, objs in topology.items():
+        for kind in ("Deployment", "PodDisruptionBudget"):
+            selector = objs[kind]["spec"]["selector"]["matchLabels"]
+            selected = [track for track, other in topology.items()
+                        if _matches(selector, _pod_labels(other))]
+            assert selected == [owner], (owner, kind, selected)
+        if owner != "stable":
+            own = objs["Service"]["spec"]["selector"]
+            assert [t for t, o in topology.items() if _matches(own, _pod_labels(o))] == [owner]
+    assert topology["stable"]["Deployment"]["spec"]["selector"]["matchLabels"] == \
+        objects(helm, release="ml-model")["Deployment"]["spec"]["selector"]["matchLabels"], \
+        "the stable Deployment's selector is immutable: as before tracks"
+
+
+def test_canary_pods_run_the_candidate(helm: str) -> None:
+    topology = canary_topology(helm)
+    assert container(topology["canary"])["image"].endswith(":1.1.0")
+    assert _pod_labels(topology["canary"])["rollout-harness/model-version"] == "1.1.0"
+    assert container(topology["baseline"])["image"] == container(topology["stable"])["image"]
+
+
+@pytest.mark.parametrize("track", ["baseline", "canary"])
+def test_only_the_stable_release_serves_all_tracks(helm: str, track: str) -> None:
+    result = render(helm, f"track={track}", "serveAllTracks=true", check=False)
+    assert result.returncode != 0
+    assert f"serveAllTracks is for the stable release's model Service, not track {track}" \
+        in result.stderr

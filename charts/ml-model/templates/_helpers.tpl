@@ -27,10 +27,26 @@
 {{- include "ml-model.tag" . | replace "+" "_" | trunc 63 | trimSuffix "-" | trimSuffix "." -}}
 {{- end -}}
 
-{{/* Selector labels: immutable, so nothing version-specific. */}}
+{{/* Selector labels: immutable, so nothing version-specific. Each release (track)
+selects its own pods by its instance, the stable one exactly as before tracks. */}}
 {{- define "ml-model.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "ml-model.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* The Service's selector. The model Service (stable, serveAllTracks) selects the
+model-server pods of every track: labels the stable pods have always carried, so
+neither switching it on nor off rolls or drops them. Otherwise this release's pods. */}}
+{{- define "ml-model.serviceSelector" -}}
+{{- if .Values.serveAllTracks -}}
+{{- if ne .Values.track "stable" -}}
+{{- fail (printf "serveAllTracks is for the stable release's model Service, not track %s" .Values.track) -}}
+{{- end -}}
+app.kubernetes.io/name: {{ include "ml-model.name" . }}
+app.kubernetes.io/component: model-server
+{{- else -}}
+{{ include "ml-model.selectorLabels" . }}
+{{- end -}}
 {{- end -}}
 
 {{- define "ml-model.labels" -}}
@@ -41,6 +57,9 @@ app.kubernetes.io/part-of: rollout-harness
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 rollout-harness/model-version: {{ include "ml-model.versionLabel" . | quote }}
+{{- if ne .Values.track "stable" }}
+rollout-harness/track: {{ .Values.track }}
+{{- end }}
 {{- end -}}
 
 {{/* Grace period: covers preStop (if hooked), the drain period, shutdown and a margin
