@@ -22,6 +22,7 @@ import runpy
 import site
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,7 +32,7 @@ import pulumi
 import pytest
 import yaml
 from helm_binary import toolchain_helm
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from harness.toolchain import versions
@@ -79,8 +80,11 @@ class HelmMocks(pulumi.runtime.Mocks):
         if self.helm is None:
             raise RuntimeError("the test did not request the `helm` fixture")
         namespace = opts.get("namespace") or ""
-        values = Path(self.helm_env["HELM_CACHE_HOME"]) / "values.json"
-        values.write_text(json.dumps(opts.get("values") or {}))
+        # one file per render: a canary's three charts are rendered at once
+        fd, name = tempfile.mkstemp(suffix=".json", dir=self.helm_env["HELM_CACHE_HOME"])
+        with os.fdopen(fd, "w") as out:
+            json.dump(opts.get("values") or {}, out)
+        values = Path(name)
         command = [str(self.helm), "template", opts["release_name"]]
         if opts.get("path"):
             command.append(opts["path"])
@@ -96,6 +100,7 @@ class HelmMocks(pulumi.runtime.Mocks):
             command.append("--skip-tests")  # the provider drops `helm test` hooks by default
         done = subprocess.run(command, capture_output=True, text=True, env=self.helm_env,
                               timeout=60, check=False)
+        values.unlink()
         if done.returncode:
             raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr}")
         objects = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
@@ -176,6 +181,11 @@ class Rollout:
         assert len(found) == 1, f"expected one {kind}, the chart rendered {len(found)}"
         return found[0]
 
+    def named(self, kind: str, name: str) -> dict[str, Any]:
+        found = [o for o in self.objects(kind) if o["metadata"]["name"] == name]
+        assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
+        return found[0]
+
     @property
     def container(self) -> dict[str, Any]:
         containers = self.one("Deployment")["spec"]["template"]["spec"]["containers"]
@@ -189,9 +199,10 @@ def rollout(config: program.ModelConfig, check: Callable[[Rollout], None],
     MOCKS.reset()
     MOCKS.load_balancer = load_balancer
     CONSTRUCTED.clear()
-    program.deploy(config)
     stack = pulumi.runtime.get_root_resource()
     assert stack is not None
+    stack.outputs.clear()  # type: ignore[attr-defined]  # one stack for every test: only ours
+    program.deploy(config)
     exports = pulumi.Output.all(**stack.outputs)  # type: ignore[attr-defined]
 
     def registered(values: dict[str, Any]) -> pulumi.Output[None]:
@@ -693,6 +704,15 @@ def _configs() -> list[program.ModelConfig]:
             values={"image": {"tag": "2.0.0", "pullPolicy": "Never"}, "nameOverride": "x"}),
         program.ModelConfig(chart_version="1.0.0+meta", chart_path=str(CHART),
                             values={"image": {"tag": "meta"}}),
+        program.ModelConfig(chart_version="1.0.0", chart_repo="http://127.0.0.1:8879",
+                            canary=program.CanaryConfig(version="1.1.0")),
+        program.ModelConfig(
+            chart_version="1.0.0", chart_path=str(CHART), host_port=38080,
+            values={"service": {"nodePort": 30090}},
+            canary=program.CanaryConfig(
+                version="1.1.0+build.2", image_tag="1.1.0-rc.2", chart_path=str(CHART),
+                replicas=2, baseline_node_port=30080, canary_node_port=32767,
+                baseline_host_port=38081, canary_host_port=38082)),
     ]
 
 
@@ -715,6 +735,9 @@ def test_stack_config_round_trip_through_pulumi_config(
 def test_stack_config_covers_every_key() -> None:
     written = set().union(*(config.to_stack_config() for config in _configs()))
     assert written == set(program.CONFIG_KEYS)
+    canaries = [json.loads(config.to_stack_config()["canary"]) for config in _configs()
+                if config.canary is not None]
+    assert set().union(*canaries) == set(program.CANARY_KEYS)
 
 
 def test_stack_config_format() -> None:
@@ -744,24 +767,48 @@ _JSON = st.recursive(
 )
 
 
+@st.composite
+def _canaries(draw: st.DrawFn) -> program.CanaryConfig:
+    """Valid canaries: two distinct nodePorts besides the chart's 30080, distinct host
+    ports (or unset), any size."""
+    node_ports = draw(st.lists(st.integers(30081, 32767), min_size=2, max_size=2,
+                               unique=True))
+    host_ports = draw(st.lists(st.none() | st.integers(1, 65535), min_size=2, max_size=2)
+                      .filter(lambda ports: ports[0] is None or ports[0] != ports[1]))
+    version = draw(st.sampled_from(["1.1.0", "2.0.0-rc.1", "1.0.1-flaky", "3.0.0+b.1"]))
+    tags = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True)
+    return program.CanaryConfig(
+        version=version, image_tag=draw(tags if "+" in version else st.none() | tags),
+        replicas=draw(st.integers(1, 1000)), baseline_node_port=node_ports[0],
+        canary_node_port=node_ports[1], baseline_host_port=host_ports[0],
+        canary_host_port=host_ports[1])
+
+
+_CANARIES = _canaries()
+
+
 @settings(max_examples=60, deadline=None)
 @given(
-    values=st.dictionaries(st.text(max_size=10).filter(lambda k: k not in ("image",
-                                                                           "replicaCount")),
+    values=st.dictionaries(st.text(max_size=10).filter(lambda k: k not in (
+        "image", "replicaCount", "track", "serveAllTracks")),
                            _JSON, max_size=4),
     replica_count=st.none() | st.integers(1, 10_000),
     timeout_seconds=st.integers(1, 10**9),
     host_port=st.none() | st.integers(1, 65535),
     image_tag=st.none() | st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True),
     node_address=st.none() | st.ip_addresses().map(str),
+    canary=st.none() | _CANARIES,
 )
 def test_stack_config_round_trip_property(
         values: dict[str, Any], replica_count: int | None, timeout_seconds: int,
-        host_port: int | None, image_tag: str | None, node_address: str | None) -> None:
+        host_port: int | None, image_tag: str | None, node_address: str | None,
+        canary: program.CanaryConfig | None) -> None:
+    assume(canary is None or host_port is None
+           or host_port not in (canary.baseline_host_port, canary.canary_host_port))
     config = program.ModelConfig(
         chart_version="1.0.0", chart_repo="http://127.0.0.1:8879", values=values,
         replica_count=replica_count, timeout_seconds=timeout_seconds, host_port=host_port,
-        image_tag=image_tag, node_address=node_address)
+        image_tag=image_tag, node_address=node_address, canary=canary)
     assert program.ModelConfig.from_stack_config(config.to_stack_config()) == config
 
 
@@ -793,3 +840,359 @@ def test_config_is_validated_without_pulumi_config() -> None:
     with pytest.raises(ValueError, match="replicaCount must be an integer >= 1, not True"):
         program.ModelConfig(chart_version="1.0.0", chart_repo="http://127.0.0.1:1",
                             replica_count=True)
+
+
+# --- canary: baseline and canary releases beside the stable one ---------------------------
+
+NAME = "app.kubernetes.io/name"
+INSTANCE = "app.kubernetes.io/instance"
+TRACK = "rollout-harness/track"
+
+
+def _pod_labels(deployment: dict[str, Any]) -> dict[str, str]:
+    return dict(deployment["spec"]["template"]["metadata"]["labels"])
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def _node_port(service: dict[str, Any]) -> int:
+    return int(service["spec"]["ports"][0]["nodePort"])
+
+
+@runtime_test
+def test_canary_deploys_baseline_and_canary_releases(local: Any) -> pulumi.Output[Any]:
+    config = local(replica_count=4, host_port=38080,
+                   canary=program.CanaryConfig(version="1.1.0", replicas=2,
+                                               baseline_host_port=38081,
+                                               canary_host_port=38082))
+
+    def check(r: Rollout) -> None:
+        assert [o["release_name"] for o in r.template_opts] == [
+            "ml-model", "ml-model-baseline", "ml-model-canary"]
+        assert [o["path"] for o in r.template_opts] == [str(CHART)] * 3
+        stable, baseline, canary = (r.named("Deployment", name) for name in (
+            "ml-model", "ml-model-baseline", "ml-model-canary"))
+        image = "rollout-harness/model-server:"
+        assert [d["spec"]["template"]["spec"]["containers"][0]["image"]
+                for d in (stable, baseline, canary)] == [f"{image}1.0.0", f"{image}1.0.0",
+                                                         f"{image}1.1.0"]
+        assert [d["spec"]["replicas"] for d in (stable, baseline, canary)] == [4, 2, 2]
+        assert TRACK not in _pod_labels(stable), "stable pods are not rolled for a label"
+        assert (_pod_labels(baseline)[TRACK], _pod_labels(canary)[TRACK]) == (
+            "baseline", "canary")
+        for d in (stable, baseline, canary):
+            assert d["spec"]["selector"]["matchLabels"] == {
+                NAME: "ml-model", INSTANCE: d["metadata"]["name"]}
+        model = r.named("Service", "ml-model")
+        assert _node_port(model) == 30080
+        assert all(_selects(model["spec"]["selector"], _pod_labels(d))
+                   for d in (stable, baseline, canary)), "the model Service serves all tracks"
+        for d, port in ((baseline, 30081), (canary, 30082)):
+            own = r.named("Service", d["metadata"]["name"])
+            assert _node_port(own) == port
+            assert [x["metadata"]["name"] for x in (stable, baseline, canary)
+                    if _selects(own["spec"]["selector"], _pod_labels(x))] == [
+                d["metadata"]["name"]]
+        assert len(r.objects("PodDisruptionBudget")) == 3
+        assert r.template_opts[0]["values"]["serveAllTracks"] is True
+        assert "track" not in r.template_opts[0]["values"]
+        assert r.exports["deployment"]["replicas"] == 4
+        assert r.exports["serviceUrl"] == "http://127.0.0.1:38080"
+        assert r.exports["imageTag"] == r.exports["chartVersion"] == "1.0.0"
+        assert r.exports["baseline"] == {
+            "release": "ml-model-baseline", "chartVersion": "1.0.0", "imageTag": "1.0.0",
+            "serviceUrl": "http://127.0.0.1:38081",
+            "deployment": {"readyReplicas": 2, "updatedReplicas": 2, "replicas": 2,
+                           "revision": "1", "image": f"{image}1.0.0"}}
+        assert r.exports["canary"] == {
+            "release": "ml-model-canary", "chartVersion": "1.1.0", "imageTag": "1.1.0",
+            "serviceUrl": "http://127.0.0.1:38082",
+            "deployment": {"readyReplicas": 2, "updatedReplicas": 2, "replicas": 2,
+                           "revision": "1", "image": f"{image}1.1.0"}}
+
+    return rollout(config, check)
+
+
+@runtime_test
+def test_canary_share_of_the_model_service_is_the_pod_ratio(local: Any) -> pulumi.Output[Any]:
+    """Stable N = 3, baseline = canary = k = 1: the model Service's endpoints are the
+    5 pods, so each of baseline and canary takes k / (N + 2k) = 1/5 of new connections."""
+    config = local(canary=program.CanaryConfig(version="1.1.0"))
+
+    def check(r: Rollout) -> None:
+        selector = r.named("Service", "ml-model")["spec"]["selector"]
+        endpoints = {d["metadata"]["name"]: int(d["spec"]["replicas"])
+                     for d in r.objects("Deployment") if _selects(selector, _pod_labels(d))}
+        assert endpoints == {"ml-model": 3, "ml-model-baseline": 1, "ml-model-canary": 1}
+        total = sum(endpoints.values())
+        assert endpoints["ml-model-canary"] / total == endpoints["ml-model-baseline"] / total \
+            == 1 / 5
+
+    return rollout(config, check)
+
+
+@runtime_test
+def test_canary_from_a_chart_repository(chart_repo: str) -> pulumi.Output[Any]:
+    """Baseline: stable's chart version from the repository; canary: the candidate's."""
+    config = program.ModelConfig(chart_version="1.0.0", chart_repo=chart_repo,
+                                 canary=program.CanaryConfig(version="1.1.0-flaky"))
+
+    def check(r: Rollout) -> None:
+        assert [(o["release_name"], o["version"], o["fetch_opts"]["repo"])
+                for o in r.template_opts] == [("ml-model", "1.0.0", chart_repo),
+                                              ("ml-model-baseline", "1.0.0", chart_repo),
+                                              ("ml-model-canary", "1.1.0-flaky", chart_repo)]
+        canary = r.named("Deployment", "ml-model-canary")
+        assert canary["spec"]["template"]["spec"]["containers"][0]["image"].endswith(
+            ":1.1.0-flaky")
+        assert r.exports["canary"]["chartVersion"] == "1.1.0-flaky"
+
+    return rollout(config, check)
+
+
+@runtime_test
+def test_canary_chart_path_and_image_tag(chart_packages: Path) -> pulumi.Output[Any]:
+    archive = chart_packages / "ml-model-1.1.0-flaky.tgz"
+    config = program.ModelConfig(
+        chart_version="1.0.0", chart_path=str(CHART), values={"image": {"tag": "stable-tag"}},
+        canary=program.CanaryConfig(version="1.1.0-flaky", chart_path=str(archive),
+                                    image_tag="candidate"))
+
+    def check(r: Rollout) -> None:
+        assert [o["path"] for o in r.template_opts] == [str(CHART), str(CHART), str(archive)]
+        images = {d["metadata"]["name"]: d["spec"]["template"]["spec"]["containers"][0]["image"]
+                  for d in r.objects("Deployment")}
+        tag = "rollout-harness/model-server:"
+        assert images == {"ml-model": f"{tag}stable-tag", "ml-model-baseline": f"{tag}stable-tag",
+                          "ml-model-canary": f"{tag}candidate"}
+        assert (r.exports["baseline"]["imageTag"], r.exports["canary"]["imageTag"]) == (
+            "stable-tag", "candidate")
+
+    return rollout(config, check)
+
+
+@runtime_test
+def test_canary_values_and_timeout_reach_every_release(local: Any) -> pulumi.Output[Any]:
+    config = local(timeout_seconds=77, namespace="models-c",
+                   values={"gracefulDrain": {"enabled": False}},
+                   canary=program.CanaryConfig(version="1.1.0"))
+
+    def check(r: Rollout) -> None:
+        assert [o["namespace"] for o in r.template_opts] == ["models-c"] * 3
+        for opts in r.template_opts:
+            assert opts["values"]["gracefulDrain"] == {"enabled": False}
+        for typ, _, state in r.states:
+            if typ.startswith("kubernetes:") and not typ.endswith((":Chart", ":Namespace")):
+                assert state["metadata"]["namespace"] == "models-c", typ
+                assert state["metadata"]["annotations"]["pulumi.com/timeoutSeconds"] == "77"
+        assert len(r.objects("Deployment")) == 3
+        assert all("lifecycle" not in d["spec"]["template"]["spec"]["containers"][0]
+                   for d in r.objects("Deployment"))
+
+    return rollout(config, check)
+
+
+@runtime_test
+def test_canary_with_a_fullname_override(local: Any) -> pulumi.Output[Any]:
+    config = local(values={"fullnameOverride": "wine"},
+                   canary=program.CanaryConfig(version="1.1.0"))
+
+    def check(r: Rollout) -> None:
+        assert sorted(d["metadata"]["name"] for d in r.objects("Deployment")) == [
+            "wine", "wine-baseline", "wine-canary"]
+        assert sorted(s["metadata"]["name"] for s in r.objects("Service")) == [
+            "wine", "wine-baseline", "wine-canary"]
+        assert r.exports["canary"]["deployment"]["replicas"] == 1
+
+    return rollout(config, check)
+
+
+def _stable_states(r: Rollout) -> dict[str, dict[str, Any]]:
+    return {name: state for typ, name, state in r.states
+            if "baseline" not in name and "canary" not in name}
+
+
+@runtime_test
+def test_without_canary_stable_is_as_before(local: Any) -> pulumi.Output[Any]:
+    """No canary: one release, no track values, no baseline/canary exports."""
+    def check(r: Rollout) -> None:
+        assert [o["release_name"] for o in r.template_opts] == ["ml-model"]
+        values = r.template_opts[0]["values"]
+        assert "track" not in values and "serveAllTracks" not in values
+        assert r.one("Service")["spec"]["selector"] == {NAME: "ml-model", INSTANCE: "ml-model"}
+        assert "baseline" not in r.exports and "canary" not in r.exports
+
+    return rollout(local(), check)
+
+
+@pytest.mark.parametrize("end", ["aborted", "promoted"])
+def test_ending_a_canary_removes_its_releases(end: str) -> None:
+    config = program.ModelConfig(
+        chart_version="1.0.0", chart_repo="http://127.0.0.1:1", replica_count=5,
+        values={"image": {"tag": "a", "pullPolicy": "Never"}},
+        canary=program.CanaryConfig(version="1.1.0", image_tag="b", replicas=2))
+    ended = getattr(config, end)()
+    assert ended.canary is None
+    assert [r.track for r in ended.releases()] == ["stable"]
+    assert "serveAllTracks" not in ended.chart_values()
+    assert ended.replica_count == 5
+    if end == "aborted":
+        assert ended == dataclasses.replace(config, canary=None)
+        assert ended.effective_image_tag == "a"
+    else:
+        assert (ended.chart_version, ended.effective_image_tag) == ("1.1.0", "b")
+        assert ended.values == {"image": {"pullPolicy": "Never"}}
+        assert ended.chart_repo == "http://127.0.0.1:1"
+    assert program.ModelConfig.from_stack_config(ended.to_stack_config()) == ended
+    assert "canary" not in ended.to_stack_config(), "the harness then removes the key"
+
+
+def test_promoting_takes_the_candidates_chart_source(chart_packages: Path) -> None:
+    archive = str(chart_packages / "ml-model-1.1.0-flaky.tgz")
+    config = program.ModelConfig(chart_version="1.0.0", chart_repo="http://127.0.0.1:1",
+                                 canary=program.CanaryConfig(version="1.1.0-flaky",
+                                                             chart_path=archive))
+    promoted = config.promoted()
+    assert (promoted.chart_path, promoted.chart_repo) == (archive, None)
+    assert promoted.effective_image_tag == "1.1.0-flaky"
+    with pytest.raises(ValueError, match="nothing to promote"):
+        promoted.promoted()
+
+
+@runtime_test
+def test_aborted_canary_deploys_stable_exactly_as_without_one(local: Any) -> pulumi.Output[Any]:
+    """What `pulumi up` applies after an abort is what it applied before the canary:
+    the stable objects as a config without canary renders them."""
+    plain = local(host_port=38080)
+    ended = local(host_port=38080, canary=program.CanaryConfig(version="1.1.0")).aborted()
+    assert ended == plain
+
+    def check(r: Rollout) -> None:
+        assert [o["release_name"] for o in r.template_opts] == ["ml-model"]
+        assert r.one("Service")["spec"]["selector"] == {NAME: "ml-model", INSTANCE: "ml-model"}
+
+    return rollout(ended, check)
+
+
+@runtime_test
+def test_promoted_canary_rolls_stable_to_the_candidate(local: Any) -> pulumi.Output[Any]:
+    config = local(canary=program.CanaryConfig(version="1.1.0", replicas=2)).promoted()
+
+    def check(r: Rollout) -> None:
+        assert [o["release_name"] for o in r.template_opts] == ["ml-model"]
+        assert r.container["image"] == "rollout-harness/model-server:1.1.0"
+        assert r.one("Deployment")["spec"]["replicas"] == 3, "stable keeps its size"
+        assert r.exports["chartVersion"] == r.exports["imageTag"] == "1.1.0"
+        assert "canary" not in r.exports
+
+    return rollout(config, check)
+
+
+def test_canary_stack_config_format() -> None:
+    config = program.ModelConfig(chart_version="1.0.0", chart_repo="http://127.0.0.1:8879",
+                                 canary=program.CanaryConfig(version="1.1.0",
+                                                             canary_host_port=38082))
+    assert json.loads(config.to_stack_config()["canary"]) == {
+        "version": "1.1.0", "replicas": 1, "baselineNodePort": 30081, "canaryNodePort": 30082,
+        "canaryHostPort": 38082}
+
+
+def test_canary_from_pulumi_config_set_path(stack_config: Any) -> None:
+    """`pulumi config set --path canary.version 1.1.0` (and `canary.replicas 2`): the
+    program reads the object Pulumi keeps, numbers given as strings included."""
+    stack_config({"chartVersion": "1.0.0", "chartPath": str(CHART),
+                  "canary": json.dumps({"version": "1.1.0", "replicas": "2",
+                                        "canaryNodePort": 30099})})
+    config = program.ModelConfig.from_pulumi_config(pulumi.Config())
+    assert config.canary == program.CanaryConfig(version="1.1.0", replicas=2,
+                                                 canary_node_port=30099)
+
+
+@pytest.mark.parametrize(("canary", "message"), [
+    ("1.1.0", "canary must be a JSON object, not '1.1.0'"),
+    ('"1.1.0"', "canary must be a JSON object like"),
+    ("{}", "canary.version is required"),
+    ('{"version": "1.1.0", "nodePort": 1}',
+     "unknown canary key(s) nodePort: allowed are version, imageTag, "),
+    ('{"version": "v1.1"}', "canary.version must be a SemVer version like 1.2.0"),
+    ('{"version": "1.1.0+b"}', "canary.version '1.1.0+b' is not a valid image tag"),
+    ('{"version": "1.1.0", "imageTag": "a:b"}', "canary.imageTag 'a:b' is not a valid"),
+    ('{"version": "1.1.0", "replicas": 0}', "canary.replicas must be an integer >= 1, not 0"),
+    ('{"version": "1.1.0", "replicas": "two"}', "canary.replicas must be an integer >= 1"),
+    ('{"version": "1.1.0", "chartPath": "charts/ml-model"}',
+     "canary.chartPath must be an absolute path"),
+    ('{"version": "1.1.0", "chartPath": "/nonexistent"}',
+     "canary.chartPath must be a chart folder"),
+    ('{"version": "1.1.0", "canaryNodePort": 80}',
+     "canary.canaryNodePort must be an integer from 30000 to 32767, not 80"),
+    ('{"version": "1.1.0", "baselineNodePort": 30082}',
+     "canary.baselineNodePort and canary.canaryNodePort must differ: both are 30082"),
+    ('{"version": "1.1.0", "baselineNodePort": 30080}',
+     "canary.baselineNodePort=30080 is the model Service's nodePort"),
+    ('{"version": "1.1.0", "baselineHostPort": 9, "canaryHostPort": 9}',
+     "canary.baselineHostPort and canary.canaryHostPort must differ: both are 9"),
+    ('{"version": "1.1.0", "canaryHostPort": 38080}',
+     "canary.canaryHostPort=38080 is hostPort, the model Service's"),
+    ('{"version": "1.1.0", "canaryHostPort": 0}', "canary.canaryHostPort must be an integer"),
+])
+def test_bad_canary_config_messages(canary: str, message: str) -> None:
+    with pytest.raises(ValueError) as raised:
+        program.ModelConfig.from_stack_config(
+            {"chartVersion": "1.0.0", "chartPath": str(CHART), "hostPort": "38080",
+             "canary": canary})
+    assert message in str(raised.value)
+
+
+def test_canary_port_clash_with_the_model_services_own_node_port() -> None:
+    with pytest.raises(ValueError, match=r"canary.canaryNodePort=30123 is the model Service's"):
+        program.ModelConfig(chart_version="1.0.0", chart_path=str(CHART),
+                            values={"service": {"nodePort": 30123}},
+                            canary=program.CanaryConfig(version="1.1.0",
+                                                        canary_node_port=30123))
+    moved = program.ModelConfig(chart_version="1.0.0", chart_path=str(CHART),
+                                values={"service": {"nodePort": 30123}},
+                                canary=program.CanaryConfig(version="1.1.0",
+                                                            baseline_node_port=30080))
+    assert [r.values["service"]["nodePort"] for r in moved.releases()] == [30123, 30080, 30082]
+
+
+def test_canary_names_must_fit() -> None:
+    long_name = "r" * 45
+    program.ModelConfig(chart_version="1.0.0", chart_path=str(CHART), release_name=long_name)
+    with pytest.raises(ValueError, match=r"releaseName 'r{45}' is too long for a canary: .* "
+                                         r"\(at most 44 for releaseName\)"):
+        program.ModelConfig(chart_version="1.0.0", chart_path=str(CHART),
+                            release_name=long_name, canary=program.CanaryConfig(version="1.1.0"))
+    with pytest.raises(ValueError, match=r"the baseline release's object names 'w{58}-baseline' "
+                                         r"must be at most 63"):
+        program.ModelConfig(chart_version="1.0.0", chart_path=str(CHART),
+                            values={"fullnameOverride": "w" * 58},
+                            canary=program.CanaryConfig(version="1.1.0"))
+
+
+@pytest.mark.parametrize("key", ["track", "serveAllTracks"])
+def test_track_values_belong_to_the_program(key: str) -> None:
+    with pytest.raises(ValueError, match=rf"values.{key} is set by the program from canary"):
+        program.ModelConfig(chart_version="1.0.0", chart_path=str(CHART), values={key: "x"})
+
+
+def test_releases_of_a_canary() -> None:
+    config = program.ModelConfig(chart_version="1.0.0", chart_repo="http://127.0.0.1:1",
+                                 release_name="wine", host_port=38080,
+                                 canary=program.CanaryConfig(version="1.1.0", replicas=2,
+                                                             baseline_host_port=38081))
+    assert tuple(r.track for r in config.releases()) == program.TRACKS
+    stable, baseline, canary = config.releases()
+    assert [(r.track, r.name, r.fullname, r.chart_version, r.image_tag, r.host_port)
+            for r in (stable, baseline, canary)] == [
+        ("stable", "wine", "wine-ml-model", "1.0.0", "1.0.0", 38080),
+        ("baseline", "wine-baseline", "wine-baseline-ml-model", "1.0.0", "1.0.0", 38081),
+        ("canary", "wine-canary", "wine-canary-ml-model", "1.1.0", "1.1.0", None)]
+    assert stable.values == {**config.chart_values(), "serveAllTracks": True}
+    for release, port in ((baseline, 30081), (canary, 30082)):
+        assert release.values["track"] == release.track
+        assert release.values["replicaCount"] == 2
+        assert release.values["service"] == {"nodePort": port}
+        assert "serveAllTracks" not in release.values

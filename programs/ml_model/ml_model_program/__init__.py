@@ -18,11 +18,23 @@ set, else the dedicated key's default. Setting both to different values is a
 ``ValueError``: two explicit answers to one question is a mistake, not a
 preference. The image tag defaults to ``chartVersion`` because the chart is
 packaged with appVersion = version; any other tag must be asked for.
+
+Canary. With ``canary`` set (``CanaryConfig``) the program deploys two more
+releases of the same chart beside the stable one, the same size and started
+together: ``<releaseName>-baseline`` (stable's chart and image, fresh pods)
+and ``<releaseName>-canary`` (the candidate), told apart by the chart's
+``track`` value. Their pods take a pod-ratio share of the model Service's
+traffic (the stable release gets ``serveAllTracks``), and each has its own
+Service on its own nodePort for paired checks. Without ``canary`` the stable
+release is rendered exactly as without tracks, and the two releases are gone:
+``ModelConfig.aborted()`` and ``promoted()`` (stable at the candidate's
+version) both end a canary that way.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import ipaddress
 import json
 import re
@@ -43,6 +55,15 @@ DEFAULT_REPLICA_COUNT = 3
 DEFAULT_NAMESPACE = "ml-model"
 DEFAULT_RELEASE_NAME = "ml-model"
 DEFAULT_TIMEOUT_SECONDS = 300
+DEFAULT_NODE_PORT = 30080
+"""The chart's ``service.nodePort`` default: the model Service's port on the node."""
+DEFAULT_CANARY_REPLICAS = 1
+DEFAULT_BASELINE_NODE_PORT = 30081
+DEFAULT_CANARY_NODE_PORT = 30082
+
+STABLE, BASELINE, CANARY = "stable", "baseline", "canary"
+TRACKS = (STABLE, BASELINE, CANARY)
+"""The chart's ``track`` values, in the order ``ModelConfig.releases`` lists them."""
 
 TIMEOUT_ANNOTATION = "pulumi.com/timeoutSeconds"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
@@ -50,8 +71,18 @@ REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 CONFIG_KEYS = (
     "chartVersion", "imageRepository", "imageTag", "replicaCount", "namespace", "values",
     "chartPath", "chartRepo", "releaseName", "timeoutSeconds", "hostPort", "nodeAddress",
+    "canary",
 )
 """Every stack config key the program reads (in the project's namespace, ``ml-model:``)."""
+
+CANARY_KEYS = (
+    "version", "imageTag", "chartPath", "replicas", "baselineNodePort", "canaryNodePort",
+    "baselineHostPort", "canaryHostPort",
+)
+"""The keys of the ``canary`` config value, a JSON object."""
+
+PROGRAM_VALUES = ("track", "serveAllTracks")
+"""Chart values the program sets from ``canary``; ``values`` may not set them."""
 
 _SEMVER = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
@@ -69,6 +100,162 @@ _HOST_LABEL = r"[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^{_HOST_LABEL}(\.{_HOST_LABEL})*$")
 _RELEASE_NAME_MAX = 53
 """Helm refuses longer release names."""
+_NODE_PORTS = (30000, 32767)
+"""Kubernetes' default nodePort range, as the chart's schema allows it."""
+
+
+@dataclass(frozen=True)
+class CanaryConfig:
+    """A canary beside the stable release: the ``canary`` stack config value, a JSON
+    object with the camelCase keys of ``CANARY_KEYS``.
+
+    Constructing it validates it: a bad value raises ``ValueError`` naming the key
+    (``canary.<key>``), the value and what is allowed. What depends on the stable
+    release too (ports, names) ``ModelConfig`` checks.
+    """
+
+    version: str
+    """``version`` (required): the candidate's chart version (SemVer), e.g. ``1.1.0``;
+    its image tag unless ``image_tag`` says otherwise."""
+
+    image_tag: str | None = None
+    """``imageTag``: the candidate's image tag; unset means ``version``."""
+
+    chart_path: str | None = None
+    """``chartPath``: absolute path of the candidate's chart folder or ``.tgz``; unset
+    means the stable release's chart source (its ``chartPath``, or ``chartRepo`` at
+    ``version``)."""
+
+    replicas: int = DEFAULT_CANARY_REPLICAS
+    """``replicas``: pods of the baseline and, as many, of the canary; at least 1.
+    With stable at N pods each takes about replicas / (N + 2 * replicas) of the
+    model Service's new connections."""
+
+    baseline_node_port: int = DEFAULT_BASELINE_NODE_PORT
+    """``baselineNodePort``: the baseline's own Service's nodePort (30000-32767)."""
+
+    canary_node_port: int = DEFAULT_CANARY_NODE_PORT
+    """``canaryNodePort``: the canary's own Service's nodePort (30000-32767)."""
+
+    baseline_host_port: int | None = None
+    """``baselineHostPort``: port on 127.0.0.1 that reaches ``baseline_node_port``
+    (kind's extraPortMappings); makes the baseline's ``serviceUrl`` use it."""
+
+    canary_host_port: int | None = None
+    """``canaryHostPort``: the same for ``canary_node_port``."""
+
+    def __post_init__(self) -> None:
+        check_chart_version(self.version, "canary.version")
+        if self.image_tag is not None:
+            _check_image_tag("canary.imageTag", self.image_tag)
+        else:
+            _check_image_tag("canary.version", self.version,
+                             hint="a build suffix (+...) cannot be an image tag: set "
+                                  "canary.imageTag")
+        if self.chart_path is not None:
+            _check_chart_path("canary.chartPath", self.chart_path)
+        _check_int("canary.replicas", self.replicas, 1)
+        _check_int("canary.baselineNodePort", self.baseline_node_port, *_NODE_PORTS)
+        _check_int("canary.canaryNodePort", self.canary_node_port, *_NODE_PORTS)
+        if self.baseline_node_port == self.canary_node_port:
+            raise ValueError(
+                f"canary.baselineNodePort and canary.canaryNodePort must differ: both are "
+                f"{self.canary_node_port}"
+            )
+        for key, port in (("canary.baselineHostPort", self.baseline_host_port),
+                          ("canary.canaryHostPort", self.canary_host_port)):
+            if port is not None:
+                _check_int(key, port, 1, 65535)
+        if self.baseline_host_port is not None and \
+                self.baseline_host_port == self.canary_host_port:
+            raise ValueError(
+                f"canary.baselineHostPort and canary.canaryHostPort must differ: both are "
+                f"{self.canary_host_port}"
+            )
+
+    @property
+    def effective_image_tag(self) -> str:
+        """The candidate's image tag: ``version`` unless set explicitly."""
+        return self.image_tag if self.image_tag is not None else self.version
+
+    @classmethod
+    def from_stack_value(cls, raw: str) -> CanaryConfig:
+        """The canary from its stack config value (JSON, as ``to_stack_value`` writes it,
+        or as ``pulumi config set --path canary.version 1.1.0`` does)."""
+        try:
+            decoded = json.loads(raw)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"canary must be a JSON object, not {raw!r}: {e}") from e
+        if not isinstance(decoded, dict):
+            raise ValueError(f"canary must be a JSON object like {{\"version\": \"1.1.0\"}}, "
+                             f"not {raw!r}")
+        unknown = sorted(set(decoded) - set(CANARY_KEYS))
+        if unknown:
+            raise ValueError(
+                f"unknown canary key(s) {', '.join(unknown)}: allowed are "
+                f"{', '.join(CANARY_KEYS)}"
+            )
+        if "version" not in decoded:
+            raise ValueError("canary.version is required: the candidate's chart version, "
+                             "like 1.1.0")
+
+        def number(key: str) -> Any:
+            value = decoded.get(key)
+            # `pulumi config set --path canary.replicas 2` stores the string "2"
+            if isinstance(value, str) and re.fullmatch(r"-?\d+", value):
+                return int(value)
+            return value
+
+        fields: dict[str, Any] = {
+            "version": decoded["version"],
+            "image_tag": decoded.get("imageTag"),
+            "chart_path": decoded.get("chartPath"),
+            "baseline_host_port": number("baselineHostPort"),
+            "canary_host_port": number("canaryHostPort"),
+        }
+        for key, name in (("replicas", "replicas"), ("baselineNodePort", "baseline_node_port"),
+                          ("canaryNodePort", "canary_node_port")):
+            if key in decoded:
+                fields[name] = number(key)
+        return cls(**fields)
+
+    def to_stack_value(self) -> str:
+        """The JSON object ``from_stack_value`` reads back as this canary; unset
+        (None) fields left out."""
+        pairs: dict[str, str | int | None] = {
+            "version": self.version,
+            "imageTag": self.image_tag,
+            "chartPath": self.chart_path,
+            "replicas": self.replicas,
+            "baselineNodePort": self.baseline_node_port,
+            "canaryNodePort": self.canary_node_port,
+            "baselineHostPort": self.baseline_host_port,
+            "canaryHostPort": self.canary_host_port,
+        }
+        return json.dumps({key: value for key, value in pairs.items() if value is not None})
+
+
+@dataclass(frozen=True)
+class Release:
+    """One Helm release of the chart that ``deploy`` makes (``ModelConfig.releases``)."""
+
+    track: str
+    """``stable``, ``baseline`` or ``canary``: the chart's ``track`` value."""
+    name: str
+    """The Helm release name (and the Pulumi Chart's name)."""
+    chart_version: str
+    chart_path: str | None
+    chart_repo: str | None
+    values: dict[str, Any]
+    """The chart values, complete: image, replicas, track and service mapped on."""
+    fullname: str
+    """The chart's fullname for this release: its Deployment's and Service's name."""
+    host_port: int | None
+    """Port on 127.0.0.1 that reaches this release's Service, if any."""
+
+    @property
+    def image_tag(self) -> str:
+        return str(self.values["image"]["tag"])
 
 
 @dataclass(frozen=True)
@@ -128,6 +315,10 @@ class ModelConfig:
     """``nodeAddress``: a node's IP or host name; with a NodePort Service makes
     ``serviceUrl`` ``http://ADDRESS:NODEPORT``."""
 
+    canary: CanaryConfig | None = None
+    """``canary``: a baseline and a canary release beside the stable one (see the module
+    docstring); unset means none, and removes those of an earlier run."""
+
     def __post_init__(self) -> None:
         check_chart_version(self.chart_version)
         _check_chart_source(self.chart_path, self.chart_repo)
@@ -160,6 +351,8 @@ class ModelConfig:
             _check_int("hostPort", self.host_port, 1, 65535)
         if self.node_address is not None:
             _check_node_address(self.node_address)
+        if self.canary is not None:
+            _check_canary(self)
 
     @classmethod
     def from_pulumi_config(cls, config: pulumi.Config) -> ModelConfig:
@@ -201,6 +394,8 @@ class ModelConfig:
             timeout_seconds=_stack_int(config, "timeoutSeconds", DEFAULT_TIMEOUT_SECONDS),
             host_port=_stack_int(config, "hostPort"),
             node_address=config.get("nodeAddress"),
+            canary=CanaryConfig.from_stack_value(config["canary"]) if "canary" in config
+            else None,
         )
 
     def to_stack_config(self) -> dict[str, str]:
@@ -227,6 +422,7 @@ class ModelConfig:
             "timeoutSeconds": self.timeout_seconds,
             "hostPort": self.host_port,
             "nodeAddress": self.node_address,
+            "canary": self.canary.to_stack_value() if self.canary is not None else None,
         }
         return {key: str(value) for key, value in pairs.items() if value is not None}
 
@@ -250,22 +446,85 @@ class ModelConfig:
     def fullname(self) -> str:
         """The chart's fullname for this release: the name of its Deployment and
         Service (Helm's usual ``<chart>.fullname`` helper)."""
-        override = self.values.get("fullnameOverride")
-        if override:
-            return str(override)[:63].rstrip("-")
-        name = str(self.values.get("nameOverride") or CHART_NAME)
-        full = self.release_name if name in self.release_name else f"{self.release_name}-{name}"
-        return full[:63].rstrip("-")
+        return _fullname(self.release_name, self.values)
 
     def chart_values(self) -> dict[str, Any]:
-        """``values`` with image.repository, image.tag and replicaCount mapped on top."""
+        """``values`` with image.repository, image.tag and replicaCount mapped on top;
+        with a canary, ``serveAllTracks`` too (the stable release's values)."""
         merged = copy.deepcopy(dict(self.values))
         image = dict(merged.get("image") or {})
         image["repository"] = self.effective_image_repository
         image["tag"] = self.effective_image_tag
         merged["image"] = image
         merged["replicaCount"] = self.effective_replica_count
+        if self.canary is not None:
+            merged["serveAllTracks"] = True
         return merged
+
+    def releases(self) -> list[Release]:
+        """The chart's releases to deploy: stable, then with a canary the baseline and
+        the canary (``TRACKS`` order)."""
+        stable = Release(STABLE, self.release_name, self.chart_version, self.chart_path,
+                         self.chart_repo, self.chart_values(), self.fullname, self.host_port)
+        if self.canary is None:
+            return [stable]
+        canary = self.canary
+        baseline = self._track(BASELINE, self.chart_version, self.chart_path, self.chart_repo,
+                               self.effective_image_tag, canary.baseline_node_port,
+                               canary.baseline_host_port)
+        path, repo = self._candidate_source(canary)
+        candidate = self._track(CANARY, canary.version, path, repo, canary.effective_image_tag,
+                                canary.canary_node_port, canary.canary_host_port)
+        return [stable, baseline, candidate]
+
+    def aborted(self) -> ModelConfig:
+        """The config that ends a canary without change: stable as it is, the baseline
+        and canary releases removed."""
+        return dataclasses.replace(self, canary=None)
+
+    def promoted(self) -> ModelConfig:
+        """The config that ends a canary by promoting it: stable at the candidate's
+        version (its chart source and image tag), the baseline and canary removed.
+
+        Raises ``ValueError`` without a canary.
+        """
+        if self.canary is None:
+            raise ValueError("nothing to promote: this config has no canary")
+        canary = self.canary
+        values = copy.deepcopy(dict(self.values))
+        image = values.get("image")
+        if isinstance(image, dict):
+            image.pop("tag", None)  # stable's tag; the candidate's is image_tag
+            if not image:
+                del values["image"]
+        path, repo = self._candidate_source(canary)
+        return dataclasses.replace(
+            self, chart_version=canary.version, image_tag=canary.image_tag, chart_path=path,
+            chart_repo=repo, values=values, canary=None)
+
+    def _candidate_source(self, canary: CanaryConfig) -> tuple[str | None, str | None]:
+        """(chart path, chart repo) of the candidate: its own chart path, else stable's source."""
+        if canary.chart_path is not None:
+            return canary.chart_path, None
+        return self.chart_path, self.chart_repo
+
+    def _track(self, track: str, chart_version: str, chart_path: str | None,
+               chart_repo: str | None, image_tag: str, node_port: int,
+               host_port: int | None) -> Release:
+        """A baseline or canary release: stable's values, with its track, size, image
+        tag and Service port; named ``<releaseName>-<track>``."""
+        assert self.canary is not None
+        values = self.chart_values()
+        del values["serveAllTracks"]
+        values["track"] = track
+        values["replicaCount"] = self.canary.replicas
+        values["image"]["tag"] = image_tag
+        values["service"] = {**dict(values.get("service") or {}), "nodePort": node_port}
+        if values.get("fullnameOverride"):
+            values["fullnameOverride"] = f"{self.fullname}-{track}"
+        name = f"{self.release_name}-{track}"
+        return Release(track, name, chart_version, chart_path, chart_repo, values,
+                       _fullname(name, values), host_port)
 
     def _resolved(self, dotted: str, dedicated: Any, default: Any) -> Any:
         if dedicated is not None:
@@ -275,50 +534,68 @@ class ModelConfig:
 
 
 def deploy(config: ModelConfig) -> None:
-    """Creates the namespace and the chart's objects, and exports the rollout's state.
+    """Creates the namespace and the chart's releases, and exports the rollout's state.
 
     Exports: ``namespace``, ``chartVersion``, ``imageTag``, ``deployment``
     (``readyReplicas``, ``updatedReplicas``, ``replicas``, ``revision``,
-    ``image``) and ``serviceUrl``.
+    ``image``) and ``serviceUrl`` of the stable release; with a canary also
+    ``baseline`` and ``canary``, each with its ``release``, ``chartVersion``,
+    ``imageTag``, ``deployment`` and ``serviceUrl`` (its own Service's).
     """
-    _warn_if_local_chart_differs(config)
     namespace = k8s.core.v1.Namespace(
         "namespace",
         metadata=k8s.meta.v1.ObjectMetaArgs(name=config.namespace),
     )
+    pulumi.export("namespace", namespace.metadata.apply(lambda m: _field(m, "name")))
+    for release in config.releases():
+        status, url = _deploy_release(config, release, namespace)
+        if release.track == STABLE:
+            pulumi.export("chartVersion", release.chart_version)
+            pulumi.export("imageTag", release.image_tag)
+            pulumi.export("deployment", status)
+            pulumi.export("serviceUrl", url)
+        else:
+            pulumi.export(release.track, {
+                "release": release.name, "chartVersion": release.chart_version,
+                "imageTag": release.image_tag, "deployment": status, "serviceUrl": url,
+            })
+
+
+def _deploy_release(
+    config: ModelConfig, release: Release, namespace: k8s.core.v1.Namespace
+) -> tuple[pulumi.Output[dict[str, Any]], pulumi.Output[str]]:
+    """One release's Chart; its Deployment's status and its Service's URL (exports)."""
+    _warn_if_local_chart_differs(release)
     chart = k8s.helm.v3.Chart(
-        config.release_name,
-        _chart_opts(config, _transformations(config, namespace)),
+        release.name,
+        _chart_opts(config, release, _transformations(config, namespace)),
         pulumi.ResourceOptions(depends_on=[namespace]),
     )
+    wanted = f"{config.namespace}/{release.fullname}"
     deployment = chart.resources.apply(
-        lambda resources: _pick(resources, "apps/v1/Deployment", config)
+        lambda resources: _pick(resources, "apps/v1/Deployment", wanted)
     )
-    service = chart.resources.apply(lambda resources: _pick(resources, "v1/Service", config))
-
-    pulumi.export("namespace", namespace.metadata.apply(lambda m: _field(m, "name")))
-    pulumi.export("chartVersion", config.chart_version)
-    pulumi.export("imageTag", config.effective_image_tag)
-    pulumi.export("deployment", deployment.apply(_deployment_status))
-    pulumi.export("serviceUrl", service.apply(lambda s: _service_url(s, config)))
+    service = chart.resources.apply(lambda resources: _pick(resources, "v1/Service", wanted))
+    return (deployment.apply(_deployment_status),
+            service.apply(lambda s: _service_url(s, config, release.host_port)))
 
 
 def _chart_opts(
-    config: ModelConfig, transformations: list[Any]
+    config: ModelConfig, release: Release, transformations: list[Any]
 ) -> k8s.helm.v3.ChartOpts | k8s.helm.v3.LocalChartOpts:
-    if config.chart_path is not None:
+    if release.chart_path is not None:
         return k8s.helm.v3.LocalChartOpts(
-            path=config.chart_path,
+            path=release.chart_path,
             namespace=config.namespace,
-            values=config.chart_values(),
+            values=release.values,
             transformations=transformations,
         )
     return k8s.helm.v3.ChartOpts(
         chart=CHART_NAME,
-        version=config.chart_version,
-        fetch_opts=k8s.helm.v3.FetchOpts(repo=config.chart_repo),
+        version=release.chart_version,
+        fetch_opts=k8s.helm.v3.FetchOpts(repo=release.chart_repo),
         namespace=config.namespace,
-        values=config.chart_values(),
+        values=release.values,
         transformations=transformations,
     )
 
@@ -346,12 +623,11 @@ def _transformations(config: ModelConfig, namespace: pulumi.Resource) -> list[An
     return [bound_await, after_namespace]
 
 
-def _pick(resources: Mapping[str, Any], gvk: str, config: ModelConfig) -> Any:
-    """The chart's object of this kind: the one named after the chart's fullname,
+def _pick(resources: Mapping[str, Any], gvk: str, wanted: str) -> Any:
+    """The chart's object of this kind: the one named ``wanted`` (NAMESPACE/FULLNAME),
     else the only one. Keys look like ``apps/v1/Deployment:NAMESPACE/NAME``."""
     found = {key.split(":", 1)[1]: value for key, value in resources.items()
              if key.split(":", 1)[0] == gvk}
-    wanted = f"{config.namespace}/{config.fullname}"
     if wanted in found:
         return found[wanted]
     if len(found) == 1:
@@ -378,7 +654,8 @@ def _deployment_status(deployment: k8s.apps.v1.Deployment) -> pulumi.Output[dict
     return pulumi.Output.all(deployment.status, deployment.metadata, deployment.spec).apply(status)
 
 
-def _service_url(service: k8s.core.v1.Service, config: ModelConfig) -> pulumi.Output[str]:
+def _service_url(service: k8s.core.v1.Service, config: ModelConfig,
+                 host_port: int | None) -> pulumi.Output[str]:
     def url(args: list[Any]) -> str:
         metadata, spec, status = args
         ports = list(_field(spec, "ports") or [])
@@ -388,8 +665,8 @@ def _service_url(service: k8s.core.v1.Service, config: ModelConfig) -> pulumi.Ou
             host = _field(entry, "ip") or _field(entry, "hostname")
             if host:
                 return f"http://{_url_host(host)}:{number}"
-        if config.host_port is not None:
-            return f"http://127.0.0.1:{config.host_port}"
+        if host_port is not None:
+            return f"http://127.0.0.1:{host_port}"
         node_port = _number(_field(port, "node_port"))
         if config.node_address and _field(spec, "type") == "NodePort" and node_port:
             return f"http://{_url_host(config.node_address)}:{node_port}"
@@ -414,20 +691,20 @@ def _number(value: Any) -> int:
     return int(value) if value is not None else 0
 
 
-def _warn_if_local_chart_differs(config: ModelConfig) -> None:
+def _warn_if_local_chart_differs(release: Release) -> None:
     """A local chart whose own version is not ``chart_version`` is deployed anyway
     (the chart folder serves several test versions), but the exported chartVersion
     then names the image, not the chart: say so."""
-    if config.chart_path is None:
+    if release.chart_path is None:
         return
-    chart_yaml = Path(config.chart_path) / "Chart.yaml"
+    chart_yaml = Path(release.chart_path) / "Chart.yaml"
     if not chart_yaml.is_file():
         return
     match = re.search(r"^version:\s*[\"']?([^\"'\s#]+)", chart_yaml.read_text(), re.MULTILINE)
-    if match and match.group(1) != config.chart_version:
+    if match and match.group(1) != release.chart_version:
         pulumi.log.warn(
-            f"chartPath {config.chart_path} holds chart version {match.group(1)}, "
-            f"deploying it as chartVersion {config.chart_version}"
+            f"{release.name}: chartPath {release.chart_path} holds chart version "
+            f"{match.group(1)}, deploying it as chartVersion {release.chart_version}"
         )
 
 
@@ -438,10 +715,10 @@ def _url_host(host: str) -> str:
 # --- validation -------------------------------------------------------------------------
 
 
-def check_chart_version(value: Any) -> None:
+def check_chart_version(value: Any, key: str = "chartVersion") -> None:
     if not isinstance(value, str) or not _SEMVER.match(value):
         raise ValueError(
-            f"chartVersion must be a SemVer version like 1.2.0 or 1.1.0-flaky, not {value!r}"
+            f"{key} must be a SemVer version like 1.2.0 or 1.1.0-flaky, not {value!r}"
         )
 
 
@@ -454,16 +731,7 @@ def _check_chart_source(path: Any, repo: Any) -> None:
             f"(chartPath={path!r}, chartRepo={repo!r})"
         )
     if path is not None:
-        chart = Path(str(path))
-        if not chart.is_absolute():
-            raise ValueError(f"chartPath must be an absolute path, not {path!r}")
-        is_folder = (chart / "Chart.yaml").is_file()
-        is_archive = chart.is_file() and chart.name.endswith((".tgz", ".tar.gz"))
-        if not (is_folder or is_archive):
-            raise ValueError(
-                f"chartPath must be a chart folder (with Chart.yaml) or a packaged .tgz, "
-                f"not {path!r}"
-            )
+        _check_chart_path("chartPath", path)
     if repo is not None:
         parsed = urllib.parse.urlparse(str(repo))
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
@@ -471,6 +739,66 @@ def _check_chart_source(path: Any, repo: Any) -> None:
                 f"chartRepo must be an http(s) URL of a chart repository, "
                 f"like http://127.0.0.1:8879, not {repo!r}"
             )
+
+
+def _check_chart_path(key: str, path: Any) -> None:
+    chart = Path(str(path))
+    if not isinstance(path, str) or not chart.is_absolute():
+        raise ValueError(f"{key} must be an absolute path, not {path!r}")
+    is_folder = (chart / "Chart.yaml").is_file()
+    is_archive = chart.is_file() and chart.name.endswith((".tgz", ".tar.gz"))
+    if not (is_folder or is_archive):
+        raise ValueError(
+            f"{key} must be a chart folder (with Chart.yaml) or a packaged .tgz, not {path!r}"
+        )
+
+
+def _check_canary(config: ModelConfig) -> None:
+    """What a canary must agree on with the stable release: names, ports."""
+    canary = config.canary
+    if not isinstance(canary, CanaryConfig):
+        raise ValueError(f"canary must be a CanaryConfig, not {canary!r}")
+    longest = f"{config.release_name}-{BASELINE}"
+    if len(longest) > _RELEASE_NAME_MAX:
+        raise ValueError(
+            f"releaseName {config.release_name!r} is too long for a canary: its release "
+            f"{longest!r} would pass Helm's {_RELEASE_NAME_MAX} characters (at most "
+            f"{_RELEASE_NAME_MAX - len(BASELINE) - 1} for releaseName)"
+        )
+    for release in config.releases()[1:]:
+        # untruncated: the chart would cut a longer one to 63, maybe to another's name
+        name = _fullname(release.name, release.values, truncate=False)
+        if len(name) > 63:
+            raise ValueError(
+                f"the {release.track} release's object names {name!r} must be at most 63 "
+                f"characters: shorten releaseName or values.fullnameOverride"
+            )
+    service = config.values.get("service")
+    stable_port = service.get("nodePort", DEFAULT_NODE_PORT) if isinstance(service, Mapping) \
+        else DEFAULT_NODE_PORT
+    for key, port in (("canary.baselineNodePort", canary.baseline_node_port),
+                      ("canary.canaryNodePort", canary.canary_node_port)):
+        if port == stable_port:
+            raise ValueError(
+                f"{key}={port} is the model Service's nodePort (values.service.nodePort, "
+                f"default {DEFAULT_NODE_PORT}): give the track a port of its own"
+            )
+    for key, host_port in (("canary.baselineHostPort", canary.baseline_host_port),
+                           ("canary.canaryHostPort", canary.canary_host_port)):
+        if host_port is not None and host_port == config.host_port:
+            raise ValueError(f"{key}={host_port} is hostPort, the model Service's: give the "
+                             f"track a port of its own")
+
+
+def _fullname(release_name: str, values: Mapping[str, Any], truncate: bool = True) -> str:
+    """The chart's ``ml-model.fullname`` helper for a release and its values."""
+    override = values.get("fullnameOverride")
+    if override:
+        full = str(override)
+    else:
+        name = str(values.get("nameOverride") or CHART_NAME)
+        full = release_name if name in release_name else f"{release_name}-{name}"
+    return full[:63].rstrip("-") if truncate else full
 
 
 def _check_image_repository(key: str, value: Any) -> None:
@@ -509,6 +837,12 @@ def _check_node_address(value: Any) -> None:
 
 
 def _check_values(config: ModelConfig) -> None:
+    for key in PROGRAM_VALUES:
+        if key in config.values:
+            raise ValueError(
+                f"values.{key} is set by the program from canary (a baseline and a canary "
+                f"beside the stable release), not by values: remove it"
+            )
     explicit = _explicit_values(config.values)
     checks: list[tuple[str, str, Any]] = [
         ("image.repository", "imageRepository", config.image_repository),
