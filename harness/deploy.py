@@ -10,6 +10,7 @@ has its own generated passphrase, stored with mode 0600.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import ml_model_program
-from ml_model_program import CONFIG_KEYS, ModelConfig
+from ml_model_program import CONFIG_KEYS, CanaryConfig, ModelConfig
 from pulumi import automation as auto
 
 from harness import charts, errors, interrupts, procs, progress
@@ -78,19 +79,26 @@ class ModelStack:
     # -- public operations -------------------------------------------------
 
     def up(self, version: str, values: Mapping[str, Any] | None = None,
-           chart_repo: str | None = None) -> Outcome:
-        """Deploy `version` (chart and image aligned), or upgrade to it; await the rollout."""
+           chart_repo: str | None = None, canary: CanaryConfig | None = None) -> Outcome:
+        """Deploy `version` (chart and image aligned), or upgrade to it; await the rollout.
+
+        `canary`: a baseline and a canary release beside it (its images built and
+        loaded by the caller); its chart comes from the same source as `version`'s
+        unless `canary.chart_path` names one. None removes those of an earlier `up`.
+        """
         self._require_api()
-        if chart_repo:
-            charts.require_published(chart_repo, version)
-            chart_path = None
-            chart_file = charts.download(chart_repo, version,
-                                         self.cache.state / "charts-fetched" / self.name)
-        else:
-            chart_file = self.repository.package(version)
-            chart_path = self.repository.unpacked(version)
-        config = self._model_config(version, dict(values or {}), chart_path, chart_repo)
-        self._validate_values(chart_file, config)
+        chart_path, chart_file = self._chart(version, chart_repo)
+        chart_files = {version: chart_file}
+        if canary is not None:
+            if canary.chart_path is not None:
+                chart_files[canary.version] = Path(canary.chart_path)
+            else:
+                candidate_path, chart_files[canary.version] = self._chart(canary.version,
+                                                                          chart_repo)
+                if candidate_path is not None:
+                    canary = dataclasses.replace(canary, chart_path=str(candidate_path))
+        config = self._model_config(version, dict(values or {}), chart_path, chart_repo, canary)
+        self._validate_values(chart_files, config)
         stack = self._stack()
         wanted = self._stack_config(config)
         # a key this run leaves unset must not linger from an earlier one (chartPath
@@ -143,20 +151,34 @@ class ModelStack:
 
     # -- the pieces ----------------------------------------------------------
 
+    def _chart(self, version: str, chart_repo: str | None) -> tuple[Path | None, Path]:
+        """(chart folder for the program or None for the repository, packaged chart)."""
+        if chart_repo:
+            charts.require_published(chart_repo, version)
+            return None, charts.download(chart_repo, version,
+                                         self.cache.state / "charts-fetched" / self.name)
+        chart_file = self.repository.package(version)
+        return self.repository.unpacked(version), chart_file
+
     def _model_config(self, version: str, values: dict[str, Any], chart_path: Path | None,
-                      chart_repo: str | None) -> ModelConfig:
+                      chart_repo: str | None, canary: CanaryConfig | None = None) -> ModelConfig:
         return model_config(self.settings, version, values, chart_path, chart_repo,
-                            self.cluster.host_port)
+                            self.cluster.host_port, canary)
 
     def _stack_config(self, config: ModelConfig) -> dict[str, auto.ConfigValue]:
         return {k: auto.ConfigValue(value=v) for k, v in config.to_stack_config().items()}
 
-    def _validate_values(self, chart: Path, config: ModelConfig) -> None:
-        """Render the chart with helm first: schema errors surface before anything changes."""
-        try:
-            render(self.tools.helm, chart, config, self.cache.state / f"values-{self.name}.json")
-        except errors.DeployError as e:
-            raise errors.DeployError(f"chart values rejected, nothing was changed: {e}") from e
+    def _validate_values(self, chart_files: Mapping[str, Path], config: ModelConfig) -> None:
+        """Render each release's chart with helm first: schema errors surface before
+        anything changes. `chart_files`: the packaged chart by chart version."""
+        for release in config.releases():
+            try:
+                render(self.tools.helm, chart_files[release.chart_version], release.values,
+                       config.namespace, self.cache.state / f"values-{self.name}.json",
+                       release.name)
+            except errors.DeployError as e:
+                raise errors.DeployError(
+                    f"chart values rejected, nothing was changed: {e}") from e
 
     def _stack(self) -> auto.Stack:
         self.state.mkdir(parents=True, exist_ok=True)
@@ -251,8 +273,9 @@ class ModelStack:
 
 def model_config(settings: Settings, version: str, values: Mapping[str, Any],
                  chart_path: Path | None, chart_repo: str | None,
-                 host_port: int | None) -> ModelConfig:
-    """The program's settings for one version; a value it refuses is a usage error."""
+                 host_port: int | None, canary: CanaryConfig | None = None) -> ModelConfig:
+    """The program's settings for one version (and its canary, if any); a value it
+    refuses is a usage error."""
     values = dict(values)
     service = dict(values.get("service") or {})
     service.setdefault("type", "NodePort")
@@ -268,17 +291,19 @@ def model_config(settings: Settings, version: str, values: Mapping[str, Any],
             values=values,
             timeout_seconds=settings.deploy.rollout_timeout,
             host_port=host_port,
+            canary=canary,
         )
     except ValueError as e:
         raise errors.UsageError(str(e)) from e
 
 
-def render(helm: Path, chart: Path, config: ModelConfig, values_file: Path) -> None:
-    """`helm template` of `chart` with the values `config` gives it, which checks them
-    against the chart's values.schema.json; raises DeployError with helm's reason."""
+def render(helm: Path, chart: Path, values: Mapping[str, Any], namespace: str,
+           values_file: Path, release: str = "check") -> None:
+    """`helm template` of `chart` with `values`, which checks them against the chart's
+    values.schema.json; raises DeployError with helm's reason."""
     values_file.parent.mkdir(parents=True, exist_ok=True)
-    values_file.write_text(json.dumps(config.chart_values()))
-    procs.output([helm, "template", "check", chart, "--namespace", config.namespace,
+    values_file.write_text(json.dumps(values))
+    procs.output([helm, "template", release, chart, "--namespace", namespace,
                   "--values", values_file], what=f"helm template of {chart.name}",
                  error=errors.DeployError)
 
@@ -288,7 +313,8 @@ def check_values(settings: Settings, helm: Path, version: str, scratch: Path) ->
     built or created: a value its schema refuses is a usage error (exit 64)."""
     config = model_config(settings, version, settings.deploy.values, CHART_DIR, None, None)
     try:
-        render(helm, CHART_DIR, config, scratch / "values-check.json")
+        render(helm, CHART_DIR, config.chart_values(), config.namespace,
+               scratch / "values-check.json")
     except errors.DeployError as e:
         said = [part[2:] for part in str(e).split(" / ") if part.startswith("- at ")]
         raise errors.UsageError(f"--set values rejected by the chart's schema, nothing was "

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
-from ml_model_program import ModelConfig
+from helm_binary import toolchain_helm
+from ml_model_program import CanaryConfig, ModelConfig
 
 from harness import charts, errors
 from harness.cluster import Cluster
 from harness.deploy import ModelStack
+from harness.resources import CHART_DIR
 from harness.settings import Settings
 from harness.toolchain import DeployTools, Toolchain
 from harness.toolchain.cache import Cache
@@ -56,6 +59,43 @@ def test_the_stack_config_the_harness_writes_is_what_the_program_reads(tmp_path:
         '{"strategy": {"type": "Recreate"}, "service": {"type": "NodePort", "nodePort": 30080}}')
     assert (written["hostPort"], written["chartRepo"]) == ("38080", "http://127.0.0.1:8879")
     assert "chartPath" not in written
+
+
+def test_the_canary_the_harness_writes_is_what_the_program_reads(tmp_path: Path):
+    stack, _ = model_stack(tmp_path)
+    canary = CanaryConfig(version="1.1.0", replicas=2, canary_host_port=38082)
+    config = stack._model_config("1.0.0", {}, None, "http://127.0.0.1:8879", canary)
+    written = {key: value.value for key, value in stack._stack_config(config).items()}
+    assert ModelConfig.from_stack_config(written) == config
+    assert config.canary == canary
+    assert json.loads(written["canary"]) == {
+        "version": "1.1.0", "replicas": 2, "baselineNodePort": 30081, "canaryNodePort": 30082,
+        "canaryHostPort": 38082}
+    no_canary = stack._model_config("1.0.0", {}, None, "http://127.0.0.1:8879")
+    assert "canary" not in stack._stack_config(no_canary), "up() then removes the stale key"
+
+
+def test_a_canary_on_the_model_services_ports_is_a_usage_error(tmp_path: Path):
+    stack, _ = model_stack(tmp_path)
+    with pytest.raises(errors.UsageError, match=r"canary\.canaryNodePort=30080 is the model "):
+        stack._model_config("1.0.0", {}, None, "http://127.0.0.1:8879",
+                            CanaryConfig(version="1.1.0", canary_node_port=30080))
+    with pytest.raises(errors.UsageError, match=r"canary\.baselineHostPort=38080 is hostPort"):
+        stack._model_config("1.0.0", {}, None, "http://127.0.0.1:8879",
+                            CanaryConfig(version="1.1.0", baseline_host_port=38080))
+
+
+def test_every_release_of_a_canary_is_rendered_before_anything_changes(tmp_path: Path):
+    stack, _ = model_stack(tmp_path)
+    stack = ModelStack(stack.settings, stack.cluster, stack.toolchain,
+                       DeployTools(tmp_path, tmp_path, toolchain_helm()))
+    canary = CanaryConfig(version="1.1.0")
+    config = stack._model_config("1.0.0", {}, CHART_DIR, None, canary)
+    stack._validate_values({"1.0.0": CHART_DIR, "1.1.0": CHART_DIR}, config)
+    bad = stack._model_config("1.0.0", {"probes": {"liveness": {"periodSeconds": 0}}},
+                              CHART_DIR, None, canary)
+    with pytest.raises(errors.DeployError, match="chart values rejected, nothing was changed"):
+        stack._validate_values({"1.0.0": CHART_DIR, "1.1.0": CHART_DIR}, bad)
 
 
 def test_bad_chart_values_are_a_usage_error(tmp_path: Path):
