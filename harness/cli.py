@@ -199,8 +199,9 @@ def cmd_cluster(args: argparse.Namespace, settings: Settings) -> int:
     with runlock.held(startup.lock_folder(settings), settings.cluster.name):
         if args.action == "up":
             made = cluster.up(settings.cluster, tools)
+            tracks = "".join(f"; {track}: {made.track_url(track)}" for track in made.track_ports)
             print(f"cluster {made.name} is ready; KUBECONFIG={made.kubeconfig}; "
-                  f"model traffic: {made.base_url}")
+                  f"model traffic: {made.base_url}{tracks}")
         else:
             cluster.down(settings.cluster, tools)
     return 0

@@ -4,6 +4,12 @@ A cluster's kubeconfig lives in the state folder of the cache, never in
 ~/.kube, so the harness never touches a user's contexts. A leftover cluster
 of the same name is reused when healthy and recreated otherwise; a cluster
 that does not become ready is deleted before the error is raised.
+
+Three nodePorts are mapped to 127.0.0.1, each to a free host port picked when
+the cluster is made (read back from the node when it is reused): the model
+Service's, and the two a canary's baseline and candidate Services use for
+paired checks. A cluster made before canaries maps only the first; it is
+still reused for everything but a canary, which recreates it (saying so).
 """
 
 from __future__ import annotations
@@ -15,8 +21,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +50,21 @@ class Cluster:
     kind: KindCluster
     created: bool = False
     """True when this run made the cluster (False: a healthy one was reused)."""
+    track_ports: Mapping[str, int] = field(default_factory=dict)
+    """Canary track (baseline, canary) → the 127.0.0.1 port that reaches its Service's
+    nodePort; empty for a cluster made before canaries (see `up`)."""
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.host_port}"
+
+    def track_url(self, track: str) -> str:
+        """http://127.0.0.1:PORT of a canary track's own Service."""
+        if track not in self.track_ports:
+            raise errors.ClusterError(
+                f"cluster {self.name} maps no host port to the {track} Service's nodePort: "
+                "it was made before canaries; `rollout-harness cluster down` and run again")
+        return f"http://127.0.0.1:{self.track_ports[track]}"
 
 
 @dataclass(frozen=True)
@@ -60,7 +77,14 @@ class Status:
     detail: str
 
 
-def kind_config(settings: ClusterSettings, host_port: int) -> str:
+def kind_config(settings: ClusterSettings, host_port: int,
+                track_ports: Mapping[str, int] | None = None) -> str:
+    """The kind config: one node, our CNI, the model Service's nodePort mapped to
+    127.0.0.1:`host_port` and, with `track_ports` (track → host port), each canary
+    track's nodePort (`settings.track_node_ports`) to its host port."""
+    pairs = [(settings.node_port, host_port)]
+    for track, port in (track_ports or {}).items():
+        pairs.append((settings.track_node_ports[track], port))
     config = {
         "kind": "Cluster",
         "apiVersion": "kind.x-k8s.io/v1alpha4",
@@ -68,11 +92,11 @@ def kind_config(settings: ClusterSettings, host_port: int) -> str:
         "nodes": [{
             "role": "control-plane",
             "extraPortMappings": [{
-                "containerPort": settings.node_port,
-                "hostPort": host_port,
+                "containerPort": node_port,
+                "hostPort": port,
                 "listenAddress": "127.0.0.1",
                 "protocol": "TCP",
-            }],
+            } for node_port, port in pairs],
         }],
     }
     return yaml.safe_dump(config, sort_keys=False)
@@ -98,8 +122,15 @@ def _kind_cluster(settings: ClusterSettings, toolchain: Toolchain) -> KindCluste
         )
 
 
-def up(settings: ClusterSettings, toolchain: Toolchain) -> Cluster:
+def up(settings: ClusterSettings, toolchain: Toolchain, tracks: bool = False) -> Cluster:
     """A ready cluster: the healthy leftover of the same name, or a new one.
+
+    A new cluster maps all three nodePorts (model, baseline, canary). A leftover
+    made before canaries maps only the model's: it is reused all the same unless
+    `tracks` (a canary run needs the other two), which recreates it — the mappings
+    of a kind node are fixed when it is made. Why not recreate it always: `verify`
+    and `rehearse` users would lose a working cluster (and ~50 s) for ports they do
+    not use; from now on every new cluster has them, so this happens once at most.
 
     A cluster this call began is deleted again if it does not get ready or the run
     is stopped meanwhile (a signal included): half a cluster is never left behind.
@@ -108,31 +139,48 @@ def up(settings: ClusterSettings, toolchain: Toolchain) -> Cluster:
     current = status(settings, toolchain)
     if current.exists:
         mapped = mapped_port(settings.name, settings.node_port)
+        found = {track: mapped_port(settings.name, node_port)
+                 for track, node_port in settings.track_node_ports.items()}
+        track_ports = {track: port for track, port in found.items() if port}
         wrong_port = settings.host_port not in (0, mapped)
+        lacks_tracks = tracks and len(track_ports) < len(found)
         if current.ready and current.node_image == toolchain.node_image and mapped \
-                and not wrong_port:
+                and not wrong_port and not lacks_tracks:
+            on = "".join(f", {track} on 127.0.0.1:{port}" for track, port in track_ports.items())
             progress.say(f"cluster {settings.name}: reusing the healthy cluster of that name "
-                         f"(model traffic on 127.0.0.1:{mapped})")
+                         f"(model traffic on 127.0.0.1:{mapped}{on})")
             return Cluster(settings.name, kind.kubeconfig_path, mapped, toolchain.node_image,
-                           kind)
-        why = f"it maps port {mapped}, not {settings.host_port}" if wrong_port else current.detail
+                           kind, track_ports=track_ports
+                           if len(track_ports) == len(found) else {})
+        if wrong_port:
+            why = f"it maps port {mapped}, not {settings.host_port}"
+        elif lacks_tracks and current.ready:
+            ports = ", ".join(str(p) for p in settings.track_node_ports.values())
+            why = (f"a canary needs nodePorts {ports} mapped to the host and it was made "
+                   "before canaries, without them")
+        else:
+            why = current.detail
         progress.say(f"cluster {settings.name}: a leftover of that name is unusable "
                      f"({why}); recreating it")
         _delete(kind, toolchain.cache)
     started = time.monotonic()
-    host_port = settings.host_port or free_port()
+    host_port, *track_host_ports = free_ports(1 + len(settings.track_node_ports),
+                                              taken=settings.host_port)
+    host_port = settings.host_port or host_port
+    track_ports = dict(zip(settings.track_node_ports, track_host_ports, strict=True))
     config = state_dir(toolchain.cache, settings.name) / "kind-config.yaml"
-    config.write_text(kind_config(settings, host_port))
+    config.write_text(kind_config(settings, host_port, track_ports))
     try:
         with progress.step(f"creating cluster {settings.name} from {toolchain.node_image}"), \
                 _kind_network(toolchain.cache):
             try:
                 kind.create(config_file=config)
             except subprocess.CalledProcessError as e:
+                ports = ", ".join(str(p) for p in (host_port, *track_host_ports))
                 raise errors.ClusterError(
                     f"kind could not create cluster {settings.name} (exit {e.returncode}); its "
-                    "output is above. Check `docker info` and that port "
-                    f"{host_port} on 127.0.0.1 is free"
+                    "output is above. Check `docker info` and that ports "
+                    f"{ports} on 127.0.0.1 are free"
                 ) from e
         with progress.step(f"waiting for cluster {settings.name} to be ready"):
             wait_ready(kind.kubeconfig_path, settings.ready_timeout)
@@ -148,7 +196,7 @@ def up(settings: ClusterSettings, toolchain: Toolchain) -> Cluster:
     toolchain.cache.record("cluster-up", seconds=round(time.monotonic() - started, 1),
                            image=toolchain.node_image)
     return Cluster(settings.name, kind.kubeconfig_path, host_port, toolchain.node_image, kind,
-                   created=True)
+                   created=True, track_ports=track_ports)
 
 
 def _stop_strays(name: str) -> None:
@@ -164,9 +212,21 @@ def _stop_strays(name: str) -> None:
 
 def free_port() -> int:
     """A port nothing listens on now on 127.0.0.1, picked by the kernel."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int, taken: int = 0) -> list[int]:
+    """`count` different ports nothing listens on now on 127.0.0.1, none of them `taken`:
+    all bound at once, so the kernel cannot hand out one twice."""
+    with contextlib.ExitStack() as held:
+        ports: list[int] = []
+        while len(ports) < count:
+            probe = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+            if port != taken:
+                ports.append(port)
+        return ports
 
 
 def mapped_port(name: str, node_port: int) -> int | None:

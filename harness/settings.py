@@ -215,12 +215,34 @@ class ClusterSettings:
         0, env="HARNESS_HOST_PORT", parse=host_port, shown_default="0 (a free port)",
         help="port on 127.0.0.1 that reaches node_port; 0 picks a free one when the cluster "
              "is made, so clusters of different names never share one")
+    baseline_node_port: int = option(
+        30081, parse=node_port,
+        help="a canary's baseline Service's fixed nodePort, mapped to a free host port "
+             "(the Pulumi program's CanaryConfig default)")
+    canary_node_port: int = option(
+        30082, parse=node_port,
+        help="a canary's candidate Service's fixed nodePort, mapped to a free host port "
+             "(the Pulumi program's CanaryConfig default)")
     keep: bool = option(
         False, flag="--keep", env="HARNESS_KEEP_CLUSTER", parse=boolean, action="store_true",
         commands=("verify", "calibrate"),
         help="keep the cluster after the run instead of deleting it")
     ready_timeout: float = option(
         240.0, unit="s", help="time for the node and coredns to become ready")
+
+    def __post_init__(self) -> None:
+        ports = {"HARNESS_NODE_PORT": self.node_port,
+                 "the baseline's nodePort": self.baseline_node_port,
+                 "the canary's nodePort": self.canary_node_port}
+        if len(set(ports.values())) < len(ports):
+            said = ", ".join(f"{name} {port}" for name, port in ports.items())
+            raise errors.UsageError(f"the model Service and a canary's two Services need "
+                                    f"three different nodePorts, not {said}")
+
+    @property
+    def track_node_ports(self) -> dict[str, int]:
+        """The nodePort of each canary track's own Service, by track."""
+        return {"baseline": self.baseline_node_port, "canary": self.canary_node_port}
 
 
 @dataclass(frozen=True)

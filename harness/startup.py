@@ -39,16 +39,19 @@ class Prepared:
 
 
 @contextlib.contextmanager
-def prepared(settings: Settings, versions: Sequence[str] = ()) -> Iterator[Prepared]:
+def prepared(settings: Settings, versions: Sequence[str] = (),
+             tracks: bool = False) -> Iterator[Prepared]:
     """A cluster with the model stack and the images of `versions`; afterwards the
-    cluster is deleted unless `settings.cluster.keep`."""
+    cluster is deleted unless `settings.cluster.keep`. `tracks`: the cluster must map
+    a canary's baseline and canary nodePorts to the host (see `cluster.up`)."""
     validate(settings, versions)
-    with stack_ready(settings) as stack, for_versions(settings, stack, versions) as ready:
+    with stack_ready(settings, tracks) as stack, \
+            for_versions(settings, stack, versions) as ready:
         yield ready
 
 
 @contextlib.contextmanager
-def stack_ready(settings: Settings) -> Iterator[ModelStack]:
+def stack_ready(settings: Settings, tracks: bool = False) -> Iterator[ModelStack]:
     """The first half, for a cluster that serves many rollouts (the pytest plugin's
     session): the name's lock, the toolchain, the cluster and its stack for the block;
     then the cluster goes unless kept."""
@@ -56,7 +59,7 @@ def stack_ready(settings: Settings) -> Iterator[ModelStack]:
         with progress.phase("the toolchain check"):
             progress.say("checking the toolchain ...")
             tools, deploy_tools = toolchain.ensure_all(settings)
-        made = cluster.up(settings.cluster, tools)
+        made = cluster.up(settings.cluster, tools, tracks)
         stack = ModelStack(settings, made, tools, deploy_tools)
         try:
             if made.created:
