@@ -127,6 +127,8 @@ BAD_VALUES = [
     ("server.stallRate", 1.5),
     ("server.stallSeconds", -1),
     ("server.stallSeconds", "2s"),
+    ("server.slowMs", -1),
+    ("server.slowMs", "20ms"),
     ("track", "blue"),
     ("track", "Canary"),
     ("track", None),
@@ -171,6 +173,9 @@ def test_schema_rejects_bad_values(key: str, value: Any) -> None:
         ("probes.readiness.enabled", False),
         ("server.stallSeconds", 0.5),
         ("server.stallRate", 1),
+        ("server.slowMs", 20),
+        ("server.slowMs", 0.5),
+        ("server.slowMs", None),
         ("terminationGracePeriodSeconds", 60),
         ("strategy.rollingUpdate.maxSurge", "25%"),
         ("image.tag", "1.1.0-flaky"),
@@ -327,6 +332,14 @@ def test_stall_settings_pass_through(helm: str) -> None:
     assert (config["MODEL_STALL_RATE"], config["MODEL_STALL_SECONDS"]) == ("0.25", "1.5")
     config = objects(helm, "server.badBodyRate:=0.5")["ConfigMap"]["data"]
     assert config["MODEL_BAD_BODY_RATE"] == "0.5"
+
+
+def test_slow_ms_passes_through_only_when_set(helm: str) -> None:
+    """Unset, the server's default applies and the ConfigMap (and with it the pods'
+    config checksum) stays byte-identical to the chart before -slow existed."""
+    assert "MODEL_SLOW_MS" not in objects(helm)["ConfigMap"]["data"]
+    assert objects(helm, "server.slowMs:=35")["ConfigMap"]["data"]["MODEL_SLOW_MS"] == "35"
+    assert objects(helm, "server.slowMs:=0")["ConfigMap"]["data"]["MODEL_SLOW_MS"] == "0"
 
 
 def test_recreate_strategy(helm: str) -> None:

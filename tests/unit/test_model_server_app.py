@@ -26,7 +26,8 @@ def make_app(directory: Path, loaded: bool = True, **settings: object) -> app.Ap
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("models")
-    for version in ("1.0.0", "1.0.0-flaky", "1.0.0-never-ready", "1.0.0-stall", "1.0.0-bad-body"):
+    for version in ("1.0.0", "1.0.0-flaky", "1.0.0-never-ready", "1.0.0-stall", "1.0.0-bad-body",
+                    "1.0.0-slow"):
         train.train(version, root / version)
     return {p.name: p for p in root.iterdir()}
 
@@ -214,6 +215,33 @@ def test_only_the_stall_build_delays(
     assert {predict(application, b).delay for b in bodies} == {0.0}
 
 
+def test_slow_build_answers_every_prediction_late_by_slow_ms(
+    trained: dict[str, Path], holdout: list[dict[str, object]]
+) -> None:
+    slow = make_app(trained["1.0.0-slow"], slow_ms=35)
+    bodies = [orjson.dumps({"instances": [r["instance"]]}) for r in holdout]
+    responses = [predict(slow, b) for b in bodies]
+    assert {r.status for r in responses} == {200}, "late, never wrong"
+    for response, row in zip(responses, holdout, strict=True):
+        assert orjson.loads(response.body)["predictions"] == [row["label"]]
+    assert {r.delay for r in responses} == {0.035}
+    assert {predict(make_app(trained["1.0.0-slow"]), b).delay for b in bodies} == {0.02}, (
+        "the default: 20 ms"
+    )
+    for target in (b"/healthz", b"/readyz", b"/version", b"/metrics"):
+        assert slow.handle(b"GET", target, None, b"", False)[1].delay == 0.0
+    assert predict(slow, b"{not json").delay == 0.0, "only predictions are slow"
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "1.0.0-flaky", "1.0.0-stall", "1.0.0-bad-body"])
+def test_only_the_slow_build_is_slow(
+    trained: dict[str, Path], holdout: list[dict[str, object]], version: str
+) -> None:
+    application = make_app(trained[version], slow_ms=500, stall_rate=0.0)
+    bodies = [orjson.dumps({"instances": [r["instance"]]}) for r in holdout]
+    assert {predict(application, b).delay for b in bodies} == {0.0}
+
+
 def test_pod_name_defaults_to_the_host_name(trained: dict[str, Path]) -> None:
     assert make_app(trained["1.0.0"]).pod_header == socket.gethostname().encode()
     assert make_app(trained["1.0.0"], pod_name="ml-model-7d9f-x2k").pod_header == (
@@ -260,6 +288,8 @@ def test_metrics_exposition(trained: dict[str, Path], holdout: list[dict[str, ob
         ({"MODEL_BAD_BODY_RATE": "1.5"}, "bad_body_rate must be in"),
         ({"MODEL_STALL_SECONDS": "-1"}, "stall_seconds must be >= 0"),
         ({"MODEL_STALL_SECONDS": "soon"}, "MODEL_STALL_SECONDS='soon' is not a valid float"),
+        ({"MODEL_SLOW_MS": "-1"}, "slow_ms must be >= 0"),
+        ({"MODEL_SLOW_MS": "20ms"}, "MODEL_SLOW_MS='20ms' is not a valid float"),
         ({"MODEL_POD_NAME": "a pod"}, "pod_name"),
         ({"MODEL_POD_NAME": " "}, "pod_name"),
         ({"MODEL_NAME": "a/b"}, "model_name"),
@@ -292,3 +322,8 @@ def test_stall_and_pod_settings_from_env() -> None:
         {"MODEL_STALL_RATE": "0.25", "MODEL_STALL_SECONDS": "0.5", "MODEL_POD_NAME": " p-1 "}
     )
     assert (settings.stall_rate, settings.stall_seconds, settings.pod_name) == (0.25, 0.5, "p-1")
+
+
+def test_slow_ms_from_env() -> None:
+    assert Settings.from_env({}).slow_ms == 20.0
+    assert Settings.from_env({"MODEL_SLOW_MS": " 7.5 "}).slow_ms == 7.5

@@ -318,6 +318,41 @@ def test_normal_build_never_stalls(
         assert status == 200 and seconds < STALL_SECONDS / 2
 
 
+# --- the -slow build: every answer a known amount late, nothing held up ---
+
+SLOW_MS = 300
+
+
+@pytest.fixture(scope="module")
+def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[testing.ServerProcess]:
+    directory = tmp_path_factory.mktemp("model") / "1.0.0-slow"
+    train.train("1.0.0-slow", directory)
+    with testing.ServerProcess(directory, {"MODEL_SLOW_MS": str(SLOW_MS)}) as process:
+        process.wait_ready()
+        yield process
+
+
+def test_slow_build_answers_every_prediction_late_without_holding_others_up(
+    slow_server: testing.ServerProcess
+) -> None:
+    results: list[tuple[int, float, bytes]] = []
+    clients = [threading.Thread(target=lambda: results.append(timed_predict(slow_server.port,
+                                                                            BODY)))
+               for _ in range(4)]
+    started = time.monotonic()
+    for client in clients:
+        client.start()
+    health_status, health_seconds = slow_server.get("/healthz")[0], time.monotonic() - started
+    for client in clients:
+        client.join(10)
+    elapsed = time.monotonic() - started
+    assert [status for status, _, _ in results] == [200] * 4
+    assert all(seconds >= SLOW_MS / 1000 for _, seconds, _ in results), results
+    assert elapsed < 2 * SLOW_MS / 1000, "four late answers at once, not one after another"
+    assert health_status == 200 and health_seconds < SLOW_MS / 1000
+    assert {json.loads(data)["model_version"] for _, _, data in results} == {"1.0.0-slow"}
+
+
 def test_server_survives_everything_above(server: testing.ServerProcess) -> None:
     assert server.get("/healthz")[0] == 200
     status, body = server.get("/metrics")

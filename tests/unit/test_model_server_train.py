@@ -73,6 +73,8 @@ def test_degraded_build_is_visibly_worse(models: dict[str, Path]) -> None:
         ("1.1.0-degraded", versions.Behaviour.DEGRADED),
         ("1.1.0-stall", versions.Behaviour.STALL),
         ("1.1.0-bad-body", versions.Behaviour.BAD_BODY),
+        ("1.1.0-slow", versions.Behaviour.SLOW),
+        ("1.1.0-slowish", versions.Behaviour.NORMAL),
     ],
 )
 def test_behaviour_from_prerelease_suffix(text: str, behaviour: versions.Behaviour) -> None:

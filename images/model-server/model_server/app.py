@@ -12,7 +12,7 @@ body of the wrong shape or type 422, unknown route 404, wrong method 405
 failures (500), and genuine bugs (500, logged).
 
 ``handle`` stays synchronous; a response that must go out late (the
-``-stall`` build's) says so in ``Response.delay`` and the transport waits
+``-stall`` and ``-slow`` builds') says so in ``Response.delay`` and the transport waits
 that long on the event loop before writing it, so nothing else is held up.
 """
 
@@ -42,7 +42,8 @@ class Response(NamedTuple):
     headers: bytes = b""
     """Extra raw header lines, each ending in CRLF (e.g. ``Allow``)."""
     delay: float = 0.0
-    """Seconds the transport waits, without blocking, before sending this (``-stall``)."""
+    """Seconds the transport waits, without blocking, before sending this (``-stall``,
+    ``-slow``)."""
 
 
 def error(status: int, message: str, headers: bytes = b"") -> Response:
@@ -90,6 +91,9 @@ class App:
         )
         self._stall_threshold = (
             int(settings.stall_rate * 10_000) if self.behaviour is versions.Behaviour.STALL else -1
+        )
+        self._slow_seconds = (
+            settings.slow_ms / 1000 if self.behaviour is versions.Behaviour.SLOW else 0.0
         )
         self._bad_body_threshold = (
             int(settings.bad_body_rate * 10_000)
@@ -201,7 +205,7 @@ class App:
                 {"predictions": predictions, "model_version": self.version},
                 option=orjson.OPT_SERIALIZE_NUMPY,
             ),
-            delay=self.settings.stall_seconds if stall else 0.0,
+            delay=self.settings.stall_seconds if stall else self._slow_seconds,
         )
 
     def _model_status(

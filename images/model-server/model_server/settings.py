@@ -57,6 +57,8 @@ class Settings:
     bad_body_rate: float = 0.1
     """``MODEL_BAD_BODY_RATE``: fraction of distinct inputs a ``-bad-body`` build answers
     200 with an empty prediction list."""
+    slow_ms: float = 20.0
+    """``MODEL_SLOW_MS``: milliseconds a ``-slow`` build holds back every prediction."""
     pod_name: str = dataclasses.field(default_factory=socket.gethostname)
     """``MODEL_POD_NAME``: sent as ``X-Pod-Name`` on every response, so each answer can
     be attributed to its pod; the chart sets it from the downward API. Default: host name."""
@@ -88,6 +90,7 @@ class Settings:
             "shutdown_timeout_seconds",
             "slow_start_seconds",
             "stall_seconds",
+            "slow_ms",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -159,6 +162,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "stall_rate": _number(float),
     "stall_seconds": _number(float),
     "bad_body_rate": _number(float),
+    "slow_ms": _number(float),
     "pod_name": _text,
     "model_compile": _bool,
     "log_level": lambda name, text: text.strip().upper(),

@@ -40,6 +40,10 @@ class Behaviour(enum.Enum):
     prediction in the body — the release whose handler swallows an error into an
     empty answer. Status and headers are right, only the body is wrong: the gate
     must fail it."""
+    SLOW = "slow"
+    """Answers every prediction correctly, 200, but ``MODEL_SLOW_MS`` later than it
+    could: a release slower by a known amount, for a canary's latency comparison to
+    find. The event loop is not blocked meanwhile (as for ``STALL``)."""
 
 
 @dataclass(frozen=True)
