@@ -20,5 +20,10 @@ CHART_DIR = ROOT / "charts" / "ml-model"
 LOCUSTFILE = ROOT / "load" / "locustfile.py"
 """The inference load, also usable alone with `locust -f`."""
 
+HOLDOUT = ROOT / "load" / "holdout.jsonl"
+"""The model's labelled hold-out rows, exactly as `model_server.train` writes them into
+every image (the split is the same for every version): a canary's paired checks send
+them to the baseline and the candidate alike."""
+
 SERVER_DIR = ROOT / "images" / "model-server"
 """The model server's sources and Dockerfile."""
