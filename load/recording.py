@@ -16,10 +16,13 @@ its ``read_requests``):
   headers of the pod that answered;
 - ``error`` names what went wrong (see ``describe``).
 
-Lines are kept in memory and written in blocks, then flushed when the test
-stops, so recording costs a dict and an ``orjson.dumps`` per request rather
-than a syscall. ``write_summary`` writes Locust's own totals next to the number
-of lines written, for the harness to reconcile the two.
+Lines are kept in memory and written in blocks — when a block is full, and at
+the first request a second (``FLUSH_SECONDS``) after the last write, so a
+reader following the file (a canary judging an interval) is never more than
+about a second behind — then flushed when the test stops, so recording costs a
+dict and an ``orjson.dumps`` per request rather than a syscall.
+``write_summary`` writes Locust's own totals next to the number of lines
+written, for the harness to reconcile the two.
 
 This module does not import Locust (importing it patches the standard library
 with gevent), so tests and benchmarks can use the recorder in a plain process.
@@ -31,6 +34,7 @@ import json
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -41,6 +45,9 @@ log = logging.getLogger(__name__)
 
 BUFFER_LINES = 2000
 """Lines kept in memory before a write (a few hundred KiB)."""
+
+FLUSH_SECONDS = 1.0
+"""Longest a recorded request waits in memory while others keep coming."""
 
 INTENDED_TIME = "intended_time"
 """``context`` key: when the request was meant to be sent, epoch seconds."""
@@ -83,9 +90,12 @@ class Recorder:
     that reached the file.
     """
 
-    def __init__(self, path: Path, buffer_lines: int = BUFFER_LINES) -> None:
+    def __init__(self, path: Path, buffer_lines: int = BUFFER_LINES,
+                 flush_seconds: float = FLUSH_SECONDS) -> None:
         self.path = path
         self.buffer_lines = buffer_lines
+        self.flush_seconds = flush_seconds
+        self._flushed = time.monotonic()
         self.count = 0
         self.written = 0
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,13 +142,15 @@ class Recorder:
         )
         self._lines.append(encode_request(request))
         self.count += 1
-        if len(self._lines) >= self.buffer_lines:
+        if (len(self._lines) >= self.buffer_lines
+                or time.monotonic() - self._flushed >= self.flush_seconds):
             self.flush()
 
     def flush(self) -> None:
         """Write the buffered lines."""
         with self._lock:
             lines, self._lines = self._lines, []
+            self._flushed = time.monotonic()
             if not lines:
                 return
             if self._file.closed:

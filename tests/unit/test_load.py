@@ -249,6 +249,20 @@ def test_recorder_writes_typed_lines_and_flushes_on_close(tmp_path: Path) -> Non
     ]  # fmt: skip
 
 
+def test_recorder_writes_at_least_every_flush_period(tmp_path: Path) -> None:
+    """A reader following the file (a canary judging an interval) is never far behind."""
+    path = tmp_path / "r.jsonl"
+    response = SimpleNamespace(status_code=200, headers={"X-Model-Version": "1.0.0"})
+    with recording.Recorder(path, flush_seconds=0.2) as recorder:
+        recorder.on_request("POST", "predict", 1.0, 10, response=response, start_time=1.0)
+        assert recorder.written == 0
+        time.sleep(0.25)
+        recorder.on_request("POST", "predict", 1.0, 10, response=response, start_time=2.0)
+        assert recorder.written == 2 and len(read_lines(path)) == 2
+        recorder.on_request("POST", "predict", 1.0, 10, response=response, start_time=3.0)
+        assert recorder.written == 2, "then buffered again for a period"
+
+
 def test_error_texts_name_what_happened() -> None:
     class CatchResponseError(Exception):  # Locust's, by name (importing Locust patches gevent in)
         pass
