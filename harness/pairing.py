@@ -239,8 +239,11 @@ def send(rows: Sequence[Labelled], baseline_url: str, canary_url: str, seconds: 
          still_running: Callable[[], None] = lambda: None) -> list[Pair]:
     """Each row once to both sides, paced evenly over `seconds`, each pair written to
     `out` (JSONL) as it completes; returns the pairs. Returns no sooner than `seconds`
-    after it began, so it can time an interval. `still_running` is called between
-    sends (the live traffic's health check raises there)."""
+    after it began, so it can time an interval, and starts no row later than one
+    request `timeout` after that, so a side that never answers cannot stretch the
+    interval by minutes (the rows left out are simply not in the result).
+    `still_running` is called between sends (the live traffic's health check raises
+    there)."""
     labels = frozenset(row.label for row in rows)
     started = time.monotonic()
     pairs: list[Pair] = []
@@ -248,6 +251,10 @@ def send(rows: Sequence[Labelled], baseline_url: str, canary_url: str, seconds: 
     with out.open("w", encoding="utf-8") as record:
         for index, row in enumerate(rows):
             _sleep_until(started + index * seconds / len(rows), still_running)
+            if time.monotonic() > started + seconds + timeout:
+                log.warning("paired checks: %d of %d rows left out, the interval's time is up",
+                            len(rows) - index, len(rows))
+                break
             body = json.dumps({"instances": [list(row.instance)]}).encode()
             sides = [("baseline", baseline_url), ("canary", canary_url)]
             if index % 2:  # neither side always goes first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,3 +174,17 @@ def test_a_side_that_does_not_answer_is_recorded_as_a_failed_request(
     _, canary = pairing.as_requests(pairs)
     assert [(r.ok, r.status) for r in canary] == [(False, 0)] * 3
     assert all("Connection" in (r.error or "") for r in canary), canary
+
+
+def test_a_side_that_never_answers_cannot_stretch_the_interval(
+        servers: dict[str, testing.ServerProcess], tmp_path: Path) -> None:
+    with socket.socket() as silent:  # accepts connections (backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        began = time.monotonic()
+        pairs = pairing.send(pairing.read_holdout(), servers["baseline"].url,
+                             f"http://127.0.0.1:{silent.getsockname()[1]}", 0.2,
+                             tmp_path / "p.jsonl", timeout=0.3)
+    assert 1 <= len(pairs) < 5
+    assert time.monotonic() - began < 2.0
+    assert all(p.canary.error and "timed out" in p.canary.error for p in pairs)
