@@ -1,5 +1,8 @@
 """The report: one verdict told three ways — to a program, to CI and to a person.
 
+A canary run is told the same three ways (`write_canary`; canary.json is described
+at `canary_doc`).
+
 Every file is written under a temporary name and renamed, so a reader (a CI
 step, a browser reloading) never sees half a report. All three come from the
 same `series`, so the JSON and the picture cannot disagree.
@@ -37,14 +40,20 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from harness.causes import cause
 from harness.evidence import Event, PodLife, Request
 from harness.verdict import Verdict, percentile
 
+if TYPE_CHECKING:  # the canary's judge imports scipy: verify's report does without it
+    from harness.canary_evidence import CanaryRun, IntervalEvidence
+    from harness.canary_judge import Decision, IntervalResult
+
 SCHEMA = 1
 BUCKET_SECONDS = 1.0
 SUITE = "rollout-gate"
+CANARY_SUITE = "canary"
 
 
 @dataclass(frozen=True)
@@ -425,3 +434,242 @@ def _markers(axis: _Axis, marks: Sequence[tuple[str, float | None]], bottom: flo
             out.append(f'<line x1="{x}" x2="{x}" y1="{4 + 14 * i}" y2="{bottom}" stroke="#222" '
                        f'stroke-dasharray="4 3"/><text {side} y="{14 + 14 * i}">{_e(label)}</text>')
     return "".join(out)
+
+
+# -- a canary run: canary.json, junit.xml, report.html ---------------------------------------
+
+
+def write_canary(folder: Path, run: CanaryRun) -> Written:
+    """A canary run told three ways, like a verdict: canary.json (`canary_doc`), junit.xml
+    (a case per interval, the decision, a case per live-traffic check) and report.html
+    (the decision and what decided it, the interval table, the live traffic's checks)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = canary_doc(run)
+    out = Written(folder / "canary.json", folder / "junit.xml", folder / "report.html")
+    _atomic(out.json, (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode())
+    _atomic(out.junit, _canary_junit(run, doc))
+    _atomic(out.html, _canary_html(run, doc).encode())
+    return out
+
+
+def canary_doc(run: CanaryRun) -> dict[str, Any]:
+    """canary.json (``"schema": 1``; ``*_s`` are seconds from the canary's start):
+
+    - ``kind`` "canary", ``outcome`` (the decision: promote | abort | inconclusive),
+      ``exit_code``, ``summary``; ``stable``, ``candidate``, ``stable_pods``,
+      ``canary_pods`` (as many baseline pods), ``share`` (each one's share of new
+      connections);
+    - ``decision``: ``{outcome, reason, interval, metrics: [{name, classification,
+      detail}]}`` — the interval that decided and its metrics that did not pass (all of
+      them for a promote); ``audit``: ``{outcome, reason}`` on the complete record;
+    - ``intervals``: one row per judged interval, cut from the complete record (see
+      `_interval_row`);
+    - ``ending``: ``{action: promote | remove, error, started_s, finished_s}``;
+    - ``live``: ``{outcome, summary, checks: [{name, outcome, detail}]}``: the live traffic
+      by `verify`'s rules (a promote: its rollout; a removal: the stable side);
+    - ``canary_outside``: ``{requests, failed}`` the canary answered after its last
+      interval; ``limits``: the judge's thresholds; ``times``.
+    """
+    from harness import canary_evidence as ce
+
+    start = run.times.canary_started
+    rows = [_interval_row(item, ce.judge(item, run.limits), run.limits.slo_ms, start)
+            for item in run.intervals]
+    t = run.times
+    return {
+        "schema": SCHEMA, "kind": "canary", "outcome": run.decision.outcome,
+        "exit_code": run.exit_code, "summary": run.summary(), "stable": run.stable,
+        "candidate": run.candidate, "stable_pods": run.stable_pods,
+        "canary_pods": run.canary_pods,
+        "share": round(ce.share(run.canary_pods, run.stable_pods), 4),
+        "decision": {"outcome": run.decision.outcome, "reason": run.decision.reason,
+                     **_decided_by(run.decision)},
+        "audit": {"outcome": run.audit.outcome, "reason": run.audit.reason},
+        "intervals": rows,
+        "ending": {"action": run.ending, "error": run.ending_error,
+                   "started_s": _rel(t.ending_started, start),
+                   "finished_s": _rel(t.ending_finished, start)},
+        "live": {"outcome": run.live.outcome, "summary": run.live.summary,
+                 "checks": [asdict(c) for c in run.live.checks]},
+        "canary_outside": {"requests": run.canary_outside[0], "failed": run.canary_outside[1]},
+        "limits": {k: v for k, v in asdict(run.limits).items() if k != "weights"},
+        "times": {"traffic_started_s": _rel(t.traffic_started, start), "canary_started_s": 0.0,
+                  "canary_ready_s": _rel(t.canary_ready, start),
+                  "ending_started_s": _rel(t.ending_started, start),
+                  "ending_finished_s": _rel(t.ending_finished, start),
+                  "ended_s": _rel(t.ended, start), "canary_started": start},
+    }
+
+
+def _decided_by(decision: Decision) -> dict[str, Any]:
+    """The interval that decided, and its metrics that did not pass (a promote: all)."""
+    if not decision.intervals:
+        return {"interval": None, "metrics": []}
+    chosen = next((i for i in decision.intervals if i.critical), None)
+    if chosen is None and decision.outcome == "abort":
+        chosen = next((i for i in decision.intervals if i.score is not None
+                       and any(m.classification in ("high", "low") for m in i.metrics)), None)
+    chosen = chosen or decision.intervals[-1]
+    shown = [m for m in chosen.metrics if decision.outcome == "promote"
+             or m.classification != "pass"] or list(chosen.metrics)
+    return {"interval": chosen.index,
+            "metrics": [{"name": m.name, "classification": m.classification,
+                         "detail": m.detail} for m in shown]}
+
+
+def _interval_row(item: IntervalEvidence, result: IntervalResult, slo_ms: float,
+                  start: float) -> dict[str, Any]:
+    """One interval: its time; each side's requests, failures, p50 and p99 (ms, the pod's
+    own time of successful requests, live and paired); the latency shift (canary -
+    baseline, Hodges-Lehmann) with its interval and Mann-Whitney p; each side's hold-out
+    accuracy, McNemar p, agreement; the output schema compared; the stable side's and
+    unattributed live requests; each metric's classification; the score and reason."""
+    from harness import canary_evidence as ce
+    from harness import pairing
+    from harness.canary_judge import AccuracyFigures, ErrorFigures, LatencyFigures
+
+    errors = result.metric("errors").figures
+    lat = result.metric("latency").figures
+    acc = result.metric("accuracy").figures
+    assert isinstance(errors, ErrorFigures) and isinstance(lat, LatencyFigures)
+    assert isinstance(acc, AccuracyFigures)
+    schema = pairing.summary(item.pairs)
+    stable = item.live.get(ce.STABLE, ())
+    unknown = item.live.get(ce.UNKNOWN, ())
+    return {
+        "index": item.window.index,
+        "start_s": _rel(item.window.start, start), "end_s": _rel(item.window.end, start),
+        "canary": {"requests": errors.canary_requests, "failed": errors.canary_failed,
+                   "causes": errors.causes, "p50_ms": _r(lat.canary_p50_ms),
+                   "p99_ms": _r(lat.canary_p99_ms)},
+        "baseline": {"requests": errors.baseline_requests, "failed": errors.baseline_failed,
+                     "p50_ms": _r(lat.baseline_p50_ms), "p99_ms": _r(lat.baseline_p99_ms)},
+        "fisher_p": errors.fisher_p,
+        "latency": {"shift_ms": _r(lat.shift_ms), "shift_low_ms": _r(lat.shift_low_ms),
+                    "shift_high_ms": _r(lat.shift_high_ms), "p_value": lat.p_value,
+                    "thinned": lat.thinned},
+        "accuracy": {"pairs": acc.pairs, "canary": acc.canary_accuracy,
+                     "baseline": acc.baseline_accuracy, "mcnemar_p": acc.p_value,
+                     "agreement": acc.agreement, "baseline_only": acc.baseline_only,
+                     "canary_only": acc.canary_only},
+        "schema": {"compared": schema.schema_compared, "differs": schema.schema_differs,
+                   "first_difference": schema.first_difference},
+        "stable_live": {"requests": len(stable),
+                        "failed": sum(cause(r, slo_ms) is not None for r in stable)},
+        "unattributed_failed": sum(cause(r, slo_ms) is not None for r in unknown),
+        "metrics": {m.name: m.classification for m in result.metrics},
+        "details": {m.name: m.detail for m in result.metrics},
+        "score": result.score, "critical": result.critical, "reason": result.reason,
+    }
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _canary_junit(run: CanaryRun, doc: dict[str, Any]) -> bytes:
+    """A case per interval (a metric high or low: failure; no score: error), the
+    decision (abort: failure; inconclusive: error) and a case per live-traffic check."""
+    cases: list[tuple[str, str, str]] = []  # (name, outcome pass/fail/inconclusive, detail)
+    for row in doc["intervals"]:
+        bad = any(v in ("high", "low") for v in row["metrics"].values())
+        outcome = "fail" if bad or row["critical"] else (
+            "inconclusive" if row["score"] is None else "pass")
+        cases.append((f"interval {row['index']}", outcome, row["reason"]))
+    decided = {"promote": "pass", "abort": "fail", "inconclusive": "inconclusive"}
+    cases.append(("decision", decided.get(run.decision.outcome, "inconclusive"),
+                  run.decision.reason))
+    cases += [(f"live traffic: {c.name}", c.outcome, c.detail) for c in run.live.checks]
+    n = Counter(outcome for _, outcome, _ in cases)
+    counts = {"tests": str(len(cases)), "failures": str(n["fail"]),
+              "errors": str(n["inconclusive"])}
+    root = ET.Element("testsuites", {"name": CANARY_SUITE, **counts})
+    suite = ET.SubElement(root, "testsuite", {"name": CANARY_SUITE, "skipped": "0", **counts})
+    props = ET.SubElement(suite, "properties")
+    for key, value in (("stable", run.stable), ("candidate", run.candidate),
+                       ("outcome", run.decision.outcome), ("exit_code", str(run.exit_code)),
+                       ("summary", run.summary())):
+        ET.SubElement(props, "property", name=key, value=_x(value))
+    for name, outcome, detail in cases:
+        case = ET.SubElement(suite, "testcase", classname=CANARY_SUITE, name=_x(name), time="0")
+        if outcome != "pass":
+            tag, kind = ("failure", "fail") if outcome == "fail" else ("error", "inconclusive")
+            ET.SubElement(case, tag, type=kind, message=_x(detail)).text = _x(detail)
+    ET.SubElement(suite, "system-out").text = _x(run.summary())
+    ET.indent(root)
+    data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return data + b"\n"
+
+
+_CANARY_CSS = """header.promote{background:#2e8b57}header.abort{background:#c0392b}
+header.promote.unproven{background:#b7791f}header.promote.failed{background:#c0392b}
+td.high,td.low{background:#f4c7c3}td.nodata{background:#fbe7c6}td.num{text-align:right}
+table.intervals td{white-space:nowrap}"""
+
+
+def _canary_html(run: CanaryRun, doc: dict[str, Any]) -> str:
+    outcome = run.decision.outcome
+    extra = {0: "", 3: " unproven"}.get(run.exit_code, " failed") if outcome == "promote" else ""
+    decided = doc["decision"]
+    metrics = "".join(f'<li class="{"pass" if m["classification"] == "pass" else "fail"}">'
+                      f'<b>{_e(m["name"])}</b> ({_e(m["classification"])}): {_e(m["detail"])}'
+                      "</li>" for m in decided["metrics"])
+    said = (f"<p>Decided at interval {_e(decided['interval'])} by:</p>"
+            f'<ul class="checks">{metrics}</ul>' if decided["interval"] is not None else "")
+    audit = ("" if run.audit.outcome == run.decision.outcome else
+             f"<p><b>On the complete record the decision would be {_e(run.audit.outcome)}"
+             f"</b>: {_e(run.audit.reason)}</p>")
+    live = "".join(f'<li class="{_e(c.outcome)}"><b>{_e(c.name)}</b>: {_e(c.detail)}</li>'
+                   for c in run.live.checks)
+    what = "The promote's rollout" if run.ending == "promote" else "The stable side"
+    link = ('<p>The rollout judged as <code>verify</code> judges one, with its timeline: '
+            '<a href="promote/report.html">promote/report.html</a>.</p>'
+            if run.ending == "promote" else "")
+    outside = run.canary_outside
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f"<title>canary: {_e(run.word)}</title><style>{_CSS}\n{_CANARY_CSS}</style></head>"
+            f'<body><header class="{_e(outcome)}{extra}"><h1>{_e(run.word)}</h1>'
+            f'<p class="summary">{_e(run.stable)} → {_e(run.candidate)}, exit code '
+            f"{run.exit_code}</p></header><h2>Decision</h2><p>{_e(run.decision.reason)}</p>"
+            f"{said}{audit}<h2>Intervals</h2>{_interval_table(doc['intervals'])}"
+            f"<p>{run.canary_pods} canary and {run.canary_pods} baseline pod(s) beside "
+            f"{run.stable_pods} stable: about {doc['share']:.0%} of new connections each. "
+            f"Latency: the pod's own time of successful requests. The canary answered "
+            f"{outside[0]} requests after its last interval, {outside[1]} failed.</p>"
+            f"<h2>Live traffic: {_e(run.live.outcome.upper())}</h2><p>{what}: "
+            f'{_e(run.live.summary)}</p><ul class="checks">{live}</ul>{link}'
+            "</body></html>\n")
+
+
+def _interval_table(rows: Sequence[dict[str, Any]]) -> str:
+    head = ["#", "s", "canary req / failed", "baseline req / failed", "canary p50 / p99 ms",
+            "baseline p50 / p99 ms", "shift ms [interval]", "Mann-Whitney p",
+            "accuracy canary / baseline", "McNemar p", "agreement", "schema differs",
+            "errors", "latency", "accuracy", "score"]
+    body = []
+    for row in rows:
+        c, b, lat, acc = row["canary"], row["baseline"], row["latency"], row["accuracy"]
+        cells = [
+            (row["index"], "num"), (f"{row['start_s']:.0f} to {row['end_s']:.0f}", "num"),
+            (f"{c['requests']} / {c['failed']}", "num"),
+            (f"{b['requests']} / {b['failed']}", "num"),
+            (f"{_f(c['p50_ms'])} / {_f(c['p99_ms'])}", "num"),
+            (f"{_f(b['p50_ms'])} / {_f(b['p99_ms'])}", "num"),
+            (f"{_f(lat['shift_ms'], '+.2f')} [{_f(lat['shift_low_ms'], '+.2f')}, "
+             f"{_f(lat['shift_high_ms'], '+.2f')}]", "num"),
+            (_f(lat["p_value"], ".2g"), "num"),
+            (f"{_f(acc['canary'], '.2f')} / {_f(acc['baseline'], '.2f')} "
+             f"(n={acc['pairs']})", "num"),
+            (_f(acc["mcnemar_p"], ".2g"), "num"), (_f(acc["agreement"], ".2f"), "num"),
+            (f"{row['schema']['differs']} of {row['schema']['compared']}", "num"),
+            *((row["metrics"][m], row["metrics"][m]) for m in ("errors", "latency", "accuracy")),
+            (_f(row["score"], ".0f"), "num"),
+        ]
+        body.append("<tr>" + "".join(f'<td class="{_e(k)}" title="{_e(row["reason"])}">'
+                                     f"{_e(v)}</td>" for v, k in cells) + "</tr>")
+    header = "".join(f"<th>{_e(h)}</th>" for h in head)
+    return f'<table class="intervals"><tr>{header}</tr>{"".join(body)}</table>'
+
+
+def _f(value: float | None, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)

@@ -1,17 +1,19 @@
 """A canary run's pure parts: pods to tracks, requests to intervals, the live traffic's
-verdict, exit codes — on synthetic evidence, no cluster."""
+verdict, exit codes, the report — on synthetic evidence, no cluster."""
 
 from __future__ import annotations
 
 import json
 import random
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from harness import canary_evidence as ce
-from harness import pairing
+from harness import pairing, report
 from harness.canary_judge import Decision, JudgeLimits, LatencyFigures
 from harness.evidence import FinalState, Marks, PodLife, Request, Tally, WatchGap
 from harness.settings import VerdictSettings
@@ -277,3 +279,41 @@ def test_a_promote_the_complete_record_would_not_have_made_is_exit_1() -> None:
     run = a_run(items, audit=audit)
     assert run.late and run.exit_code == 1
     assert "on the complete record the decision is abort" in run.summary()
+
+
+# -- the report -----------------------------------------------------------------------
+
+
+def test_the_canary_report_tells_each_interval_and_what_decided(tmp_path: Path) -> None:
+    run = a_run([evidence(1, canary_correct=0.3)], ending="remove")
+    written = report.write_canary(tmp_path, run)
+    doc = json.loads(written.json.read_text())
+    assert (doc["kind"], doc["outcome"], doc["exit_code"]) == ("canary", "abort", 1)
+    assert doc["decision"]["interval"] == 1
+    (decisive,) = doc["decision"]["metrics"]
+    assert (decisive["name"], decisive["classification"]) == ("accuracy", "low")
+    assert "McNemar p=" in decisive["detail"]
+    (row,) = doc["intervals"]
+    assert row["canary"]["requests"] == 300 + 54 and row["baseline"]["requests"] == 300 + 54
+    assert row["accuracy"]["canary"] == pytest.approx(16 / 54)
+    assert row["accuracy"]["baseline"] == 1.0 and row["accuracy"]["mcnemar_p"] < 1e-6
+    assert row["metrics"] == {"errors": "pass", "latency": "pass", "accuracy": "low"}
+    assert row["stable_live"] == {"requests": 600, "failed": 0}
+    assert row["schema"] == {"compared": 54, "differs": 0, "first_difference": None}
+    for key in ("p50_ms", "p99_ms"):
+        assert row["canary"][key] is not None and row["baseline"][key] is not None
+    assert row["latency"]["shift_low_ms"] <= row["latency"]["shift_ms"] \
+        <= row["latency"]["shift_high_ms"]
+    assert (row["start_s"], row["end_s"]) == (0.0, 30.0)
+    suite = ET.parse(written.junit).getroot().find("testsuite")
+    assert suite is not None and (suite.get("tests"), suite.get("failures")) == ("2", "2")
+    page = written.html.read_text()
+    assert "<h1>ABORTED</h1>" in page and "McNemar p" in page and "Decided at interval 1" in page
+
+
+def test_the_report_marks_a_decision_the_complete_record_would_not_make(tmp_path: Path) -> None:
+    items = [evidence(i) for i in (1, 2, 3)]
+    audit = ce.judge_all([evidence(1, canary_errors=1), *items[1:]], JudgeLimits(), 3)
+    page = report.write_canary(tmp_path, a_run(items, audit=audit)).html.read_text()
+    assert "On the complete record the decision would be abort" in page
+    assert 'href="promote/report.html"' in page
