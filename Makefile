@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HARNESS := $(BIN)/rollout-harness
 PYTEST := $(BIN)/pytest
 
-.PHONY: help setup helm toolchain toolchain-check cluster-up cluster-down verify rehearse calibrate rollout down test lint unit e2e mutation bench clean
+.PHONY: help setup helm toolchain toolchain-check cluster-up cluster-down verify rehearse canary calibrate rollout down test lint unit e2e mutation bench clean
 
 OLD ?= 1.0.0
 NEW ?= 1.1.0
@@ -19,6 +19,9 @@ help:
 	@echo "make verify      the gate: roll OLD (1.0.0) -> NEW (1.1.0) under traffic on a fresh kind"
 	@echo "                 cluster; exit 0 PASS, 1 FAIL, 3 INCONCLUSIVE; report in ./$(REPORT)"
 	@echo "make rehearse    the same rollout and verdict on the (kept) cluster"
+	@echo "make canary      NEW as a canary beside OLD under traffic, judged against a fresh"
+	@echo "                 baseline, then promoted or removed; exit 0 promoted, 1 aborted,"
+	@echo "                 3 inconclusive; report in ./$(REPORT)"
 	@echo "make calibrate   every control RUNS (10) times at the default settings: detection"
 	@echo "                 rate with its 95% interval per control; table in ./calibration"
 	@echo "make rollout     deploy OLD, then roll out NEW with the Pulumi program (no traffic)"
@@ -58,6 +61,10 @@ verify: setup
 
 rehearse: setup
 	$(HARNESS) rehearse --from $(OLD) --to $(NEW) --report-dir $(REPORT) $(ARGS)
+
+# a canary of NEW beside OLD: judged interval by interval, then promoted or removed
+canary: setup
+	$(HARNESS) canary --stable $(OLD) --candidate $(NEW) --report-dir $(REPORT) $(ARGS)
 
 calibrate: setup
 	$(HARNESS) calibrate --runs $(RUNS) --controls $(CONTROLS) --report-dir calibration $(ARGS)

@@ -1,14 +1,16 @@
 """The `rollout-harness` command line.
 
-Exit codes: 0 success (verify/rehearse: PASS); 1 a check or gate failed
-(missing toolchain parts, a FAIL verdict, a control with a wrong verdict);
-3 the verdict is INCONCLUSIVE (the run could not have shown a failure: never
-a pass); 2 an error the harness could not get past, or a crash (its
-traceback goes to a log file, named on screen); 64 bad usage (unknown
-options included); 69 no docker engine; 70 toolchain build/download
-failure; 71 cluster failure; 72 deploy failure; 75 the cluster is in use by
-another run (try again later, or another --name); 130 stopped by SIGINT
-(Ctrl-C), 143 stopped by SIGTERM — after cleaning up what the run started.
+Exit codes: 0 success (verify/rehearse: PASS; canary: promoted, and the
+promote's rollout passed); 1 a check or gate failed (missing toolchain parts, a
+FAIL verdict, a control with a wrong verdict, a canary aborted or a promote that
+failed); 3 the verdict is INCONCLUSIVE (the run could not have shown a failure:
+never a pass; a canary left undecided, never promoted); 2 an error the
+harness could not get past, or a crash (its traceback goes to a log file,
+named on screen); 64 bad usage (unknown options included); 69 no docker
+engine; 70 toolchain build/download failure; 71 cluster failure; 72 deploy
+failure; 75 the cluster is in use by another run (try again later, or another
+--name); 130 stopped by SIGINT (Ctrl-C), 143 stopped by SIGTERM — after
+cleaning up what the run started.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ COMMANDS = {
     "rehearse": "the same rollout and verdict on an existing (or reused) cluster, which stays",
     "calibrate": "run every control N times at the gate's settings; print each one's "
                  "detection rate with its 95% interval",
+    "canary": "run CANDIDATE as a canary beside STABLE under live traffic, judge it interval "
+              "by interval against a fresh baseline, then promote it or remove it",
     "serve": "run the model server locally, without docker",
     "engine": "stop the docker engine the harness started (`engine stop`); nothing else",
 }
@@ -166,6 +170,14 @@ def cmd_gate(args: argparse.Namespace, settings: Settings) -> int:
     return verify.EXIT_CODES[result.verdict.outcome]
 
 
+def cmd_canary(args: argparse.Namespace, settings: Settings) -> int:
+    from harness import canary
+
+    result = canary.canary(settings)
+    print(result.run.summary())
+    return result.run.exit_code
+
+
 def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
     from harness import calibrate
 
@@ -245,7 +257,7 @@ def _run(args: argparse.Namespace) -> int:
 
 RUNNERS = {"toolchain": cmd_toolchain, "cluster": cmd_cluster, "up": cmd_up, "down": cmd_down,
            "verify": cmd_gate, "rehearse": cmd_gate, "calibrate": cmd_calibrate,
-           "engine": cmd_engine}
+           "canary": cmd_canary, "engine": cmd_engine}
 """Every command but `serve`, which handles its own signals."""
 
 

@@ -1,18 +1,19 @@
 """Settings: every option declared once — its default, unit, flag, environment variable and help.
 
 Small frozen groups in the order data flows (toolchain → cluster → deploy →
-traffic → gate → verdict). Each field carries an `Option` in its metadata; the
-CLI builds its flags from it (`add_arguments`) and `resolve` reads a value
-from the flag, else the `HARNESS_*` variable, else the default, through the
-same parser, so a flag and its variable cannot disagree about what is valid.
-Nothing here touches the disk or the network: a Settings value is built and
-checked before any work starts.
+traffic → gate → verdict; then calibrate and canary). Each field carries an
+`Option` in its metadata; the CLI builds its flags from it (`add_arguments`)
+and `resolve` reads a value from the flag, else the `HARNESS_*` variable, else
+the default, through the same parser, so a flag and its variable cannot
+disagree about what is valid. Nothing here touches the disk or the network: a
+Settings value is built and checked before any work starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -32,11 +33,14 @@ CHART_SOURCES: tuple[ChartSource, ...] = ("folder", "repo")
 Parse = Callable[[Any, str], Any]
 """(raw value, the flag or variable it came from) → value; raises UsageError naming it."""
 
-CLUSTER_COMMANDS = ("cluster", "up", "down", "verify", "rehearse", "calibrate")
-DEPLOY_COMMANDS = ("up", "verify", "rehearse", "calibrate")
-GATE_COMMANDS = ("verify", "rehearse", "calibrate")
+CLUSTER_COMMANDS = ("cluster", "up", "down", "verify", "rehearse", "calibrate", "canary")
+DEPLOY_COMMANDS = ("up", "verify", "rehearse", "calibrate", "canary")
+GATE_COMMANDS = ("verify", "rehearse", "calibrate", "canary")
+"""The commands that run live traffic and judge it."""
 ROLLOUT_COMMANDS = ("verify", "rehearse")
-"""The commands that take the versions to roll between (calibrate's controls name theirs)."""
+"""The commands that take the versions to roll between (calibrate's controls name theirs,
+canary has --stable and --candidate)."""
+CANARY_COMMANDS = ("canary",)
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,18 @@ def number(least: float, kind: Callable[[str], float] = float) -> Parse:
 
 def integer(least: int) -> Parse:
     return number(least, int)
+
+
+def within(low: float, high: float, *, above: bool = False, below: bool = False) -> Parse:
+    """A number from `low` to `high`; `above`/`below`: that end itself excluded."""
+    def parse(raw: Any, name: str) -> float:
+        value = float(number(-math.inf)(raw, name))
+        if value < low or value > high or (above and value == low) or (below and value == high):
+            what = (f"{'above' if above else 'from'} {low:g} "
+                    f"{'and below' if below else 'to'} {high:g}")
+            raise errors.UsageError(f"{name} must be {what}, not {value:g}")
+        return value
+    return parse
 
 
 def port(raw: Any, name: str) -> int:
@@ -225,7 +241,7 @@ class ClusterSettings:
              "(the Pulumi program's CanaryConfig default)")
     keep: bool = option(
         False, flag="--keep", env="HARNESS_KEEP_CLUSTER", parse=boolean, action="store_true",
-        commands=("verify", "calibrate"),
+        commands=("verify", "calibrate", "canary"),
         help="keep the cluster after the run instead of deleting it")
     ready_timeout: float = option(
         240.0, unit="s", help="time for the node and coredns to become ready")
@@ -317,17 +333,20 @@ class GateSettings:
         "1.1.0", flag="--to", commands=ROLLOUT_COMMANDS, parse=model_version,
         help="the version rolled out")
     baseline_seconds: float = option(
-        10.0, flag="--baseline", parse=number(1), unit="s", commands=GATE_COMMANDS,
-        help="traffic on the old version before the upgrade starts")
+        10.0, flag="--baseline", parse=number(1), unit="s",
+        commands=("verify", "rehearse", "calibrate"),
+        help="traffic on the old version before the upgrade starts (canary: before the "
+             "canary is deployed)")
     settle_seconds: float = option(
         10.0, flag="--settle", parse=number(1), unit="s", commands=GATE_COMMANDS,
-        help="traffic on the new version after the last old pod is gone")
+        help="traffic after the last old pod is gone (canary: after the promote or abort)")
     drain_timeout: float = option(
         120.0, unit="s",
         help="time old pods may take to disappear once Pulumi reports the rollout done")
     report_dir: Path = option(
         Path("rollout-report"), flag="--report-dir", env="HARNESS_REPORT_DIR", parse=path,
-        commands=GATE_COMMANDS, help="where verdict.json, junit.xml and report.html go")
+        commands=GATE_COMMANDS,
+        help="where the report goes: verdict.json (canary: canary.json), junit.xml, report.html")
 
     def __post_init__(self) -> None:
         if self.from_version == self.to_version:
@@ -374,6 +393,74 @@ class CalibrateSettings:
         help="comma-separated control names (see harness/controls.py), or all")
 
 
+def percent(raw: Any, name: str) -> float:
+    """A canary's traffic share in percent ("20" or "20%"): above 0 and below 50, since
+    the baseline takes as much as the canary."""
+    return float(within(0, 50, above=True, below=True)(str(raw).strip().rstrip("%"), name))
+
+
+@dataclass(frozen=True)
+class CanarySettings:
+    """A canary run (`rollout-harness canary`). The judge's thresholds are
+    `harness.canary_judge.JudgeLimits`'s, with its defaults and reasons (`limits`)."""
+
+    stable: str = option(
+        "1.0.0", flag="--stable", commands=CANARY_COMMANDS, parse=model_version,
+        metavar="VERSION",
+        help="the version serving now; a fresh baseline of it runs beside the canary")
+    candidate: str = option(
+        "1.1.0", flag="--candidate", commands=CANARY_COMMANDS, parse=model_version,
+        metavar="VERSION",
+        help="the version tried as a canary, promoted if it holds up; for an A/A run give "
+             "the stable build under another version, e.g. 1.0.0-rebuilt")
+    interval_seconds: float = option(
+        30.0, flag="--interval", env="HARNESS_CANARY_INTERVAL", parse=number(5), unit="s",
+        commands=CANARY_COMMANDS,
+        help="length of one judged interval: the labelled hold-out is sent to baseline and "
+             "canary once, paced over it, beside the live traffic")
+    intervals: int = option(
+        3, flag="--intervals", env="HARNESS_CANARY_INTERVALS", parse=integer(1),
+        commands=CANARY_COMMANDS, metavar="N",
+        help="intervals judged before the decision; the run stops at the first that fails")
+    weight: float = option(
+        20.0, flag="--weight", env="HARNESS_CANARY_WEIGHT", parse=percent, unit=" %",
+        commands=CANARY_COMMANDS, metavar="PCT",
+        help="the canary's share of the live traffic's new connections: the canary and the "
+             "baseline get k pods each beside the stable ones, k >= 1 the whole number whose "
+             "share k/(stable + 2k) is nearest (ties: fewer pods)")
+    confidence: float = option(
+        0.98, flag="--confidence", parse=within(0, 1, above=True, below=True),
+        commands=CANARY_COMMANDS,
+        help="confidence of every test and interval: a difference counts when p < 1 - this")
+    marginal_score: float = option(
+        75.0, flag="--marginal", parse=within(0, 100),
+        commands=CANARY_COMMANDS,
+        help="an interval before the last scoring below this aborts the run early")
+    pass_score: float = option(
+        95.0, flag="--pass-score", parse=within(0, 100),
+        commands=CANARY_COMMANDS, help="the last interval must score at least this to promote")
+    max_accuracy_drop: float = option(
+        0.02, flag="--max-accuracy-drop", parse=within(0, 1, below=True),
+        commands=CANARY_COMMANDS,
+        help="how far (0-1) the canary's hold-out accuracy may fall below the baseline's "
+             "before a significant McNemar difference counts")
+    allowed_increase: float = option(
+        1.0, flag="--allowed-increase", parse=number(1), commands=CANARY_COMMANDS,
+        metavar="RATIO",
+        help="the canary is slow only when, with confidence, slower than baseline median x "
+             "this (1.0: any confident increase; 1.1 forgives 10 %)")
+
+    def __post_init__(self) -> None:
+        if self.stable == self.candidate:
+            raise errors.UsageError(
+                f"--stable and --candidate are both {self.stable}: a canary needs two versions; "
+                f"for an A/A run give the same build under another version, e.g. "
+                f"{self.stable.split('+')[0]}-rebuilt")
+        if self.marginal_score > self.pass_score:
+            raise errors.UsageError(f"--marginal {self.marginal_score:g} is above --pass-score "
+                                    f"{self.pass_score:g}")
+
+
 GROUPS: dict[str, type[Any]] = {
     "toolchain": ToolchainSettings,
     "cluster": ClusterSettings,
@@ -382,6 +469,7 @@ GROUPS: dict[str, type[Any]] = {
     "gate": GateSettings,
     "verdict": VerdictSettings,
     "calibrate": CalibrateSettings,
+    "canary": CanarySettings,
 }
 
 
@@ -394,6 +482,7 @@ class Settings:
     gate: GateSettings = field(default_factory=GateSettings)
     verdict: VerdictSettings = field(default_factory=VerdictSettings)
     calibrate: CalibrateSettings = field(default_factory=CalibrateSettings)
+    canary: CanarySettings = field(default_factory=CanarySettings)
 
     @property
     def cache_dir(self) -> Path:
@@ -439,7 +528,8 @@ def _help(f: dataclasses.Field[Any], opt: Option) -> str:
     else:
         shown = "-"
     shown += opt.unit if shown not in ("off", "none") else ""
-    return f"{opt.help} (default {shown}" + (f"; {opt.env}" if opt.env else "") + ")"
+    text = f"{opt.help} (default {shown}" + (f"; {opt.env}" if opt.env else "") + ")"
+    return text.replace("%", "%%")  # argparse %-formats help
 
 
 def resolve(command: str | None, given: Mapping[str, Any],

@@ -207,3 +207,50 @@ def test_engine_stop_with_nothing_started_says_so_and_touches_nothing(
 
 def test_every_command_has_a_runner_or_is_serve():
     assert cli.RUNNERS.keys() | {"serve"} == cli.COMMANDS.keys()
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    (["canary", "--stable", "1.0.0", "--candidate", "1.0.0"],
+     "==> error: --stable and --candidate are both 1.0.0: a canary needs two versions; for an "
+     "A/A run give the same build under another version, e.g. 1.0.0-rebuilt"),
+    (["canary", "--weight", "50"], "==> error: --weight must be above 0 and below 50, not 50"),
+    (["canary", "--weight", "0%"], "==> error: --weight must be above 0 and below 50, not 0"),
+    (["canary", "--confidence", "1"], "==> error: --confidence must be above 0 and below 1"),
+    (["canary", "--intervals", "0"], "==> error: --intervals must be at least 1, not 0"),
+    (["canary", "--interval", "1"], "==> error: --interval must be at least 5, not 1"),
+    (["canary", "--marginal", "96"], "==> error: --marginal 96 is above --pass-score 95"),
+    (["canary", "--max-accuracy-drop", "1"],
+     "==> error: --max-accuracy-drop must be from 0 and below 1, not 1"),
+    (["canary", "--allowed-increase", "0.9"],
+     "==> error: --allowed-increase must be at least 1, not 0.9"),
+    (["canary", "--candidate", "v2"], "==> error: --candidate: chartVersion must be a SemVer"),
+    (["canary", "--intervals", "60"], "==> error: --intervals 60 x --interval 30s, with the "
+                                      "rollout timeouts, plan"),
+], ids=["same", "weight-50", "weight-0", "confidence", "intervals", "interval", "marginal",
+        "drop", "increase", "semver", "too-long"])
+def test_bad_canary_options_are_one_line_exit_64_and_nothing_is_made(
+        argv: list[str], line: str, capsys, nothing_made: None):
+    code, out, said = run(argv, capsys)
+    assert (code, out) == (64, "")
+    (first,) = said.splitlines()
+    assert first.startswith(line), first
+
+
+def test_canary_help_shows_its_flags_with_defaults_and_variables(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["canary", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for said in ("--stable VERSION", "--candidate VERSION",
+                 "(default 30s; HARNESS_CANARY_INTERVAL)", "(default 3; HARNESS_CANARY_INTERVALS)",
+                 "(default 20 %; HARNESS_CANARY_WEIGHT)",
+                 "--confidence", "(default 0.98)", "--marginal", "(default 75)", "--pass-score",
+                 "(default 95)", "--max-accuracy-drop", "(default 0.02)", "--allowed-increase",
+                 "--users", "--slo", "--keep", "--report-dir"):
+        assert said in text, said
+    assert "--from" not in text and "--baseline" not in text
+
+
+def test_make_canary_passes_old_and_new():
+    makefile = (Path(__file__).parents[2] / "Makefile").read_text()
+    assert ("$(HARNESS) canary --stable $(OLD) --candidate $(NEW) --report-dir $(REPORT) "
+            "$(ARGS)") in makefile
