@@ -210,10 +210,11 @@ def run(settings: Settings, ready: Prepared) -> Result:
             marks = Marks(ending_started, ending_finished, ended, ending_error,
                           rolled_back=ending_error is not None)
             plan = Plan(c.stable, c.candidate, rate=t.rate, limits=settings.verdict)
-            verdict = judge(kept, lives, plan, marks, final, watcher.gaps(),
+            stable = ce.stable_lives(lives, tracks)
+            verdict = judge(kept, stable, plan, marks, final, watcher.gaps(),
                             ce.tally_without(load.tally(), requests, left_out))
             live = ce.LiveVerdict(verdict.outcome, verdict.checks, verdict.summary())
-            promote_written = report.write(folder / "promote", verdict, kept, lives, events)
+            promote_written = report.write(folder / "promote", verdict, kept, stable, events)
         else:
             kept, _ = ce.stable_side(requests, tracks, lives, slo_ms)
             left_out = _left_out(requests, kept)

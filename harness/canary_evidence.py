@@ -193,6 +193,16 @@ def stable_side(requests: Sequence[Request], tracks: Tracks, lives: Sequence[Pod
     return kept, len(requests) - len(kept)
 
 
+def stable_lives(lives: Sequence[PodLife], tracks: Tracks) -> list[PodLife]:
+    """The stable release's pods, both versions: what a promote's rollout replaces.
+
+    The baseline's pods are left out of the promote's verdict: the model Service stops
+    selecting them as the promote begins, so they answer nothing in the seconds before
+    they go, which `verdict`'s power rule would read as a rollout it could not see.
+    Their failures, if any, still count: every request is judged, whichever pod."""
+    return [life for life in lives if tracks.of(life.name) == STABLE]
+
+
 def tally_without(tally: Tally | None, requests: Sequence[Request],
                   left_out: Sequence[Request]) -> Tally | None:
     """Locust's count less the requests left out of the judged record: judging the rest

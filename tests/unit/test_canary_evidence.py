@@ -184,6 +184,15 @@ def test_the_stable_side_leaves_out_the_canarys_requests_only() -> None:
     assert [r.pod for r in kept] == [STABLE_POD, BASELINE_POD, CANARY_POD] and left == 1
 
 
+def test_a_promote_replaces_the_stable_pods_only() -> None:
+    lives = [PodLife(STABLE_POD, "1.0.0", T0, T0, T0 + 50, T0 + 60),
+             PodLife("ml-model-8b7c6d5f4-fghij", "1.1.0", T0 + 40, T0 + 45, None, None),
+             PodLife(BASELINE_POD, "1.0.0", T0, T0, T0 + 70, T0 + 80),
+             PodLife(CANARY_POD, "1.1.0", T0, T0, T0 + 70, T0 + 80)]
+    assert [p.name for p in ce.stable_lives(lives, TRACKS)] == [STABLE_POD,
+                                                                "ml-model-8b7c6d5f4-fghij"]
+
+
 def test_the_tally_loses_what_the_record_lost() -> None:
     left_out = [req(T0, CANARY_POD, status=500, error="HTTP 500: x"), req(T0, CANARY_POD)]
     tally = ce.tally_without(Tally(100, 3, 100), [], left_out)
