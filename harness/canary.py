@@ -16,7 +16,8 @@ The flow, one path from start to end:
 1. start-up as `verify` (toolchain, cluster with the canary's port mappings,
    both versions' images); stable deployed alone;
 2. the watch and the live traffic (Locust, bounded) start on the model
-   Service's URL and run to the end; `--baseline`... seconds on stable alone;
+   Service's URL and run to the end; first 10 s (`gate.baseline_seconds`) on
+   stable alone;
 3. `pulumi up` with the canary section; both track Services answering;
 4. each interval: the labelled hold-out sent to both tracks, paced over the
    interval; the live record cut at the interval's end by time and by the
