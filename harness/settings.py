@@ -445,10 +445,11 @@ class CanarySettings:
         help="how far (0-1) the canary's hold-out accuracy may fall below the baseline's "
              "before a significant McNemar difference counts")
     allowed_increase: float = option(
-        1.0, flag="--allowed-increase", parse=number(1), commands=CANARY_COMMANDS,
+        1.1, flag="--allowed-increase", parse=number(1), commands=CANARY_COMMANDS,
         metavar="RATIO",
         help="the canary is slow only when, with confidence, slower than baseline median x "
-             "this (1.0: any confident increase; 1.1 forgives 10 %)")
+             "this (1.0: any confident increase; 1.1 forgives 10 %, the difference two "
+             "fresh pods of one build show)")
 
     def __post_init__(self) -> None:
         if self.stable == self.candidate:

@@ -125,6 +125,15 @@ def test_an_allowed_increase_forgives_a_slower_canary_up_to_its_ratio():
     assert latency(slower, base, forgiving).classification == "pass"
 
 
+def test_two_pods_of_one_build_a_few_percent_apart_are_not_a_slower_canary():
+    """The A/A control on a real cluster: fresh pods of one build differed by up to 4 %
+    of the median, with p=0.001. At Kayenta's 1.0 that aborted; the default forgives it."""
+    base = served(draw(11, n=3000))
+    apart = served(draw(12, n=3000, shift=0.04 * MEDIAN))
+    assert latency(apart, base, JudgeLimits(allowed_increase=1.0)).classification == "high"
+    assert latency(apart, base, LIMITS).classification == "pass"
+
+
 def test_latency_is_each_pods_own_time_not_the_clients_queueing():
     base = served(draw(9))
     queued = [dataclasses.replace(r, latency_ms=r.latency_ms + 30, lag_ms=30.0)
