@@ -127,9 +127,10 @@ def test_an_allowed_increase_forgives_a_slower_canary_up_to_its_ratio():
 
 def test_two_pods_of_one_build_a_few_percent_apart_are_not_a_slower_canary():
     """The A/A control on a real cluster: fresh pods of one build differed by up to 4 %
-    of the median, with p=0.001. At Kayenta's 1.0 that aborted; the default forgives it."""
+    of the median, with p=0.001. At Kayenta's 1.0 that aborted; the default forgives a
+    difference of that order (here 6 %)."""
     base = served(draw(11, n=3000))
-    apart = served(draw(12, n=3000, shift=0.04 * MEDIAN))
+    apart = served(draw(12, n=3000, shift=0.06 * MEDIAN))
     assert latency(apart, base, JudgeLimits(allowed_increase=1.0)).classification == "high"
     assert latency(apart, base, LIMITS).classification == "pass"
 
