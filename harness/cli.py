@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub = {name: commands.add_parser(name, help=text, description=text)
+    # argparse %-formats help texts (not descriptions): "95%" must be "95%%" there
+    sub = {name: commands.add_parser(name, help=text.replace("%", "%%"), description=text)
            for name, text in COMMANDS.items()}
     sub["toolchain"].add_argument("--check", action="store_true",
                                   help="list components and exit non-zero if one is missing")
