@@ -233,6 +233,28 @@ def test_an_answer_slower_than_the_slo_is_a_failed_request():
     assert "1 x slow" in check_of(verdict, "no failed requests").detail
 
 
+def test_requests_queued_behind_a_slow_answer_fail_with_it():
+    requests = traffic()
+    requests[2000] = dataclasses.replace(requests[2000], latency_ms=1500.0)
+    requests[2001] = dataclasses.replace(requests[2001], latency_ms=1400.0, lag_ms=1398.0)
+    verdict = decide(requests, rolling_lives())
+    assert verdict.outcome == "fail"
+    assert verdict.figures.errors == {"slow": 1, "queued": 1}
+
+
+def test_late_sends_with_no_slow_answer_are_the_load_generators_fault_not_the_models():
+    """Locust starved of CPU sends late; the release answered every request at once."""
+    requests = traffic()
+    for i in (2000, 2001, 2002):
+        requests[i] = dataclasses.replace(requests[i], latency_ms=1203.0, lag_ms=1200.0)
+    verdict = decide(requests, rolling_lives())
+    assert verdict.outcome == "inconclusive"
+    check = check_of(verdict, "no failed requests")
+    assert check.outcome == "inconclusive"
+    assert "3 of" in check.detail and "up to 1.2s behind" in check.detail
+    assert "the load generator fell behind" in check.detail
+
+
 def test_the_slo_is_a_setting():
     requests = traffic()
     requests[2000] = dataclasses.replace(requests[2000], latency_ms=1500.0)
