@@ -1,38 +1,29 @@
 """The wheel carries every file the harness reads at run time, and an install reads its own.
 
-The wheel is built from a copy of the checkout's files (what git tracks, plus new
-files it does not ignore), so the build leaves no build/ or egg-info in the
-checkout. It is installed with --no-deps into a fresh venv made without pip
+The wheel is built from a copy of the checkout's files (tests/wheels.py). It is
+installed with --no-deps into a fresh venv made without pip
 (this interpreter's pip installs into it with --python): `harness.resources` and
 `rollout-harness --version` need no dependencies, so the install takes about a
 second. That venv's python, run isolated (-I) from outside the checkout, says
 where the files are; they must all be there and none in the checkout.
-
-Skipped, with the reason, where the build cannot run: no git checkout, no pip
-(22.3 or later), or neither setuptools (>= build-system.requires) here nor an
-index to fetch it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import subprocess
 import sys
-import tomllib
 import venv
 import zipfile
-from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import pytest
+import wheels
 
 from harness import resources
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = wheels.REPO
 SHIPPED_FOLDERS = ("charts", "images", "load", "programs", "toolchain")
 """The folders the wheel carries whole as harness/_shipped/<folder> (pyproject.toml)."""
 SHIPPED_PREFIX = "harness/_shipped/"
@@ -41,85 +32,19 @@ JUNK = ("load/__pycache__/locustfile.cpython-311.pyc",
         "images/model-server/wheels/numpy-2.4.6-cp311-none-any.whl",
         "toolchain/pulumi-kubernetes/schema-embed.json")
 """Files a used checkout holds in those folders (all git-ignored) that no wheel may carry."""
-UNFETCHED = re.compile(r"^.*(No matching distribution|Could not find a version|"
-                       r"Failed to establish|Temporary failure in name resolution|"
-                       r"Network is unreachable).*$", re.MULTILINE)
-"""pip's words when it cannot get a build dependency from the index."""
 PATHS = ("ROOT", "RECIPES", "CHART_DIR", "LOCUSTFILE", "SERVER_DIR", "PROGRAM_DIR")
 """Every path harness.resources exports."""
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                          check=True, timeout=30).stdout
-
-
-def _project_files() -> list[str]:
-    """The checkout's files as a build from a clean clone would see them, plus new ones."""
-    if shutil.which("git") is None:
-        pytest.skip("git is not installed: the project's file list comes from git")
-    try:
-        listed = _git("ls-files", "-z", "--cached", "--others", "--exclude-standard")
-    except subprocess.CalledProcessError:
-        pytest.skip(f"{REPO} is not a git checkout: the project's file list comes from git")
-    return [name for name in listed.split("\0") if name and (REPO / name).is_file()]
-
-
-def _pyproject() -> dict[str, Any]:
-    return tomllib.loads((REPO / "pyproject.toml").read_text())
-
-
-def _setuptools_needed() -> int:
-    requires = _pyproject()["build-system"]["requires"]
-    found = next(filter(None, (re.fullmatch(r"setuptools>=(\d+)", r.replace(" ", ""))
-                               for r in requires)), None)
-    assert found, f"build-system.requires has no 'setuptools>=N': {requires}"
-    return int(found[1])
-
-
-def _build_command(out: Path) -> tuple[list[str], bool]:
-    """pip wheel without build isolation when setuptools here is new enough (offline),
-    else with it (pip fetches setuptools from the index or its cache)."""
-    try:
-        have = int(metadata.version("setuptools").split(".")[0])
-    except metadata.PackageNotFoundError:
-        have = 0
-    isolated = have < _setuptools_needed()
-    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir",
-               str(out), "."]
-    return (command if isolated else [*command, "--no-build-isolation"]), isolated
-
-
 @pytest.fixture(scope="module")
 def files() -> list[str]:
-    return _project_files()
+    return wheels.project_files()
 
 
 @pytest.fixture(scope="module")
 def wheel(files: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True,
-                      timeout=60, check=False).returncode != 0:
-        pytest.skip(f"no pip in {sys.executable}: the wheel is built with `pip wheel`")
-    source = tmp_path_factory.mktemp("source")
-    for name in [*files, *JUNK]:
-        target = source / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if name in JUNK:
-            target.write_bytes(b"junk")
-        else:
-            shutil.copy2(REPO / name, target)
-    out = tmp_path_factory.mktemp("dist")
-    command, isolated = _build_command(out)
-    done = subprocess.run(command, cwd=source, capture_output=True, text=True, timeout=180,
-                          check=False)
-    if done.returncode != 0 and isolated and (unfetched := UNFETCHED.search(done.stderr)):
-        needed = f"setuptools>={_setuptools_needed()}"
-        pytest.skip(f"{needed} is not installed here and pip could not fetch it for an "
-                    f"isolated build ({unfetched[0].strip()}); `pip install '{needed}'` "
-                    "lets the build run offline")
-    assert done.returncode == 0, f"{' '.join(command)}:\n{done.stdout}\n{done.stderr}"
-    [built] = out.glob("rollout_harness-*.whl")
-    return built
+    return wheels.build(files, tmp_path_factory.mktemp("source"),
+                        tmp_path_factory.mktemp("dist"), junk=JUNK)
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +71,8 @@ def _executable(files: list[str]) -> set[str]:
     """The shipped files a clean clone would have executable: git's mode, or for a file
     git does not track yet, the checkout's."""
     modes: dict[str, str] = {}
-    for entry in filter(None, _git("ls-files", "-s", "-z", "--", *SHIPPED_FOLDERS).split("\0")):
+    listed = wheels.git("ls-files", "-s", "-z", "--", *SHIPPED_FOLDERS)
+    for entry in filter(None, listed.split("\0")):
         meta, name = entry.split("\t", 1)
         modes[name] = meta.split()[0]
     return {name for name in _shipped(files) if modes.get(name) == "100755"
@@ -196,7 +122,7 @@ def test_the_installed_command_line_runs_outside_the_checkout(installed: Path) -
                           cwd=installed.parents[1], capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["rollout-harness", _pyproject()["project"]["version"]]
+    assert done.stdout.split() == ["rollout-harness", wheels.pyproject()["project"]["version"]]
 
 
 def test_a_checkout_reads_its_folders_in_place() -> None:
