@@ -35,7 +35,8 @@ COMMANDS = {
     "down": "destroy the model stack (the cluster stays)",
     "verify": "the gate: make a cluster, roll FROM -> TO under traffic, judge every request, "
               "clean up",
-    "rehearse": "the same rollout and verdict on an existing (or reused) cluster, which stays",
+    "rehearse": "the same rollout and verdict on a cluster that stays: a kind cluster (reused "
+                "or made) or any cluster given by --kubeconfig and --url (staging)",
     "calibrate": "run every control N times at the gate's settings; print each one's "
                  "detection rate with its 95% interval",
     "serve": "run the model server locally, without docker",
@@ -108,9 +109,10 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
-    from harness import cluster, startup, toolchain
+    from harness import cluster, startup, target, toolchain
 
-    if not cluster.status(settings.cluster, toolchain.ensure(settings)).ready:
+    if (not target.wanted(settings)
+            and not cluster.status(settings.cluster, toolchain.ensure(settings)).ready):
         progress.say(f"cluster {settings.cluster.name} is not running: nothing to destroy")
         return 0
     with startup.prepared(settings) as ready:

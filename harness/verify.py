@@ -63,7 +63,8 @@ def rehearse(settings: Settings, ready: Prepared) -> Result:
     model_name = str(dict(values.get("model") or {}).get("name", "ml-model"))
     stack.up(gate.from_version, values, chart_repo=ready.chart_repo)
     traffic.wait_answering(made.base_url, model_name, timeout=60)
-    api = config.new_client_from_config(str(made.kubeconfig))  # type: ignore[no-untyped-call]
+    api = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        str(made.kubeconfig), context=made.context)
     namespace = settings.deploy.namespace
     t = settings.traffic
     with progress.phase("the traffic phase"), \

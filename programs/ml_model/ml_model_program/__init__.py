@@ -50,6 +50,7 @@ REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 CONFIG_KEYS = (
     "chartVersion", "imageRepository", "imageTag", "replicaCount", "namespace", "values",
     "chartPath", "chartRepo", "releaseName", "timeoutSeconds", "hostPort", "nodeAddress",
+    "adoptNamespace",
 )
 """Every stack config key the program reads (in the project's namespace, ``ml-model:``)."""
 
@@ -128,6 +129,11 @@ class ModelConfig:
     """``nodeAddress``: a node's IP or host name; with a NodePort Service makes
     ``serviceUrl`` ``http://ADDRESS:NODEPORT``."""
 
+    adopt_namespace: bool = False
+    """``adoptNamespace``: the namespace exists and belongs to someone else (a team's
+    namespace on a shared cluster): the program reads it instead of creating it, so
+    destroying the stack leaves it in place."""
+
     def __post_init__(self) -> None:
         check_chart_version(self.chart_version)
         _check_chart_source(self.chart_path, self.chart_repo)
@@ -201,6 +207,7 @@ class ModelConfig:
             timeout_seconds=_stack_int(config, "timeoutSeconds", DEFAULT_TIMEOUT_SECONDS),
             host_port=_stack_int(config, "hostPort"),
             node_address=config.get("nodeAddress"),
+            adopt_namespace=_stack_bool(config, "adoptNamespace"),
         )
 
     def to_stack_config(self) -> dict[str, str]:
@@ -227,6 +234,7 @@ class ModelConfig:
             "timeoutSeconds": self.timeout_seconds,
             "hostPort": self.host_port,
             "nodeAddress": self.node_address,
+            "adoptNamespace": "true" if self.adopt_namespace else None,
         }
         return {key: str(value) for key, value in pairs.items() if value is not None}
 
@@ -282,10 +290,13 @@ def deploy(config: ModelConfig) -> None:
     ``image``) and ``serviceUrl``.
     """
     _warn_if_local_chart_differs(config)
-    namespace = k8s.core.v1.Namespace(
-        "namespace",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=config.namespace),
-    )
+    if config.adopt_namespace:  # read, not managed: a destroy leaves it
+        namespace = k8s.core.v1.Namespace.get("namespace", config.namespace)
+    else:
+        namespace = k8s.core.v1.Namespace(
+            "namespace",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=config.namespace),
+        )
     chart = k8s.helm.v3.Chart(
         config.release_name,
         _chart_opts(config, _transformations(config, namespace)),
@@ -566,6 +577,15 @@ def _stack_int(config: Mapping[str, str], key: str, default: int | None = None) 
     if not isinstance(raw, str) or not re.fullmatch(r"\s*-?\d+\s*", raw):
         raise ValueError(f"{key} must be an integer, not {raw!r}")
     return int(raw)
+
+
+def _stack_bool(config: Mapping[str, str], key: str) -> bool:
+    raw = config.get(key)
+    if raw is None:
+        return False
+    if raw not in ("true", "false"):
+        raise ValueError(f"{key} must be true or false, not {raw!r}")
+    return raw == "true"
 
 
 def _stack_values(config: Mapping[str, str]) -> Any:
