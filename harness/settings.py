@@ -102,6 +102,14 @@ def integer(least: int) -> Parse:
     return number(least, int)
 
 
+def processes(raw: Any, name: str) -> int:
+    """A count of processes, or -1 for one per CPU core (Locust's --processes)."""
+    value = integer(-1)(raw, name)
+    if value == 0:
+        raise errors.UsageError(f"{name} must be 1 or more, or -1 for one per CPU core, not 0")
+    return int(value)
+
+
 def port(raw: Any, name: str) -> int:
     try:
         value = int(str(raw))
@@ -308,7 +316,13 @@ class TrafficSettings:
     max_seconds: int = option(
         1800, unit="s", help="hard bound on the load's length, whatever the run's plan")
     max_requests: int = option(
-        2_000_000, help="hard bound on the number of requests (reached only at rate 0)")
+        2_000_000, help="hard bound on the number of requests (reached only at rate 0); with "
+                        "several processes each stops at its share, rounded up")
+    processes: int = option(
+        1, flag="--processes", env="HARNESS_LOAD_PROCESSES", parse=processes,
+        commands=GATE_COMMANDS, metavar="N",
+        help="Locust processes sharing the clients (Locust's --processes: N workers and a "
+             "master); -1: one per CPU core; 1: Locust in one process")
 
     def __post_init__(self) -> None:
         if self.users + self.churn_users < 1:
@@ -318,6 +332,11 @@ class TrafficSettings:
     @property
     def clients(self) -> int:
         return self.users + self.churn_users
+
+    @property
+    def workers(self) -> int:
+        """Locust processes that run clients: `processes`, -1 read as the CPU cores."""
+        return (os.cpu_count() or 1) if self.processes == -1 else self.processes
 
     @property
     def rate(self) -> float:

@@ -24,7 +24,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from harness.causes import Attribution, attribute, cause, story
-from harness.evidence import NEW_CONNECTION, FinalState, Marks, PodLife, Request, Tally, WatchGap
+from harness.evidence import (
+    NEW_CONNECTION,
+    FinalState,
+    Marks,
+    PodLife,
+    Request,
+    Tally,
+    WatchGap,
+    request_order,
+)
 from harness.settings import VerdictSettings
 
 Outcome = Literal["pass", "fail", "inconclusive"]
@@ -111,8 +120,10 @@ def judge(requests: Sequence[Request], lives: Sequence[PodLife], plan: Plan, mar
 
     `tally` is Locust's own count of what it sent (None: it left none), held
     against `requests` so that evidence lost on the way is never judged as clean.
+    The order of `requests` does not matter (they are put in `request_order`, a total
+    order), so neither does how many Locust processes wrote them.
     """
-    requests = sorted(requests, key=lambda r: r.t)
+    requests = sorted(requests, key=request_order)
     old_pods = [p for p in lives if p.version == plan.from_version]
     completed = _completed(old_pods)
     window_end = completed if completed is not None else marks.ended

@@ -71,8 +71,9 @@ def rehearse(settings: Settings, ready: Prepared) -> Result:
             Watcher(api, namespace, folder / "events.jsonl") as watcher, \
             Traffic(made.base_url, folder, t, model_name, planned_seconds(settings)) as load, \
             progress.ticker(TRAFFIC_LINE_EVERY, load.progress_line):
+        spread = f" in {t.workers} Locust processes" if t.workers > 1 else ""
         progress.say(f"traffic: {t.users} keep-alive + {t.churn_users} new-connection clients x "
-                     f"{t.rate_per_user:g} req/s on {made.base_url}; "
+                     f"{t.rate_per_user:g} req/s{spread} on {made.base_url}; "
                      f"{gate.baseline_seconds:g}s on {gate.from_version} first")
         _serve_a_while(load, gate.baseline_seconds)
         marks = _upgrade(stack, settings, ready.chart_repo)

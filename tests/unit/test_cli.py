@@ -115,6 +115,7 @@ def test_help_of_a_flag_shows_its_default_unit_and_variable(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "(default 20 req/s; HARNESS_RATE_PER_USER)" in text
     assert "(default 8; HARNESS_USERS)" in text
+    assert "--processes N" in text and "(default 1; HARNESS_LOAD_PROCESSES)" in text
     assert "--cluster" in text and "--keep" in text
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 
 import pytest
 
@@ -861,3 +862,19 @@ def test_a_count_that_differs_anywhere_makes_the_run_inconclusive(made, recorded
     assert (check.outcome, check.detail) == (
         "inconclusive",
         f"Locust made {made} requests, its recorder wrote {recorded}, the record holds 5000")
+
+
+def test_the_order_of_the_records_does_not_change_the_verdict():
+    """Several Locust processes' records are merged one after another: requests that
+    started at the same moment may come in any order, and the verdict must not care —
+    down to which failure it names first."""
+    at = T0 + 5.0
+    failed = [Request(at, 3.0, 0, "ConnectionResetError: reset", None, False, NEW_CONNECTION),
+              Request(at, 3.0, 0, "RequestCut: the run ended", None, False),
+              Request(at, 3.0, 503, "HTTP 503", "1.1.0", False, pod="new-0")]
+    requests = traffic() + failed
+    shuffled = list(requests)
+    random.Random(12).shuffle(shuffled)
+    verdicts = [decide(order, rolling_lives()) for order in (requests, requests[::-1], shuffled)]
+    assert verdicts[0] == verdicts[1] == verdicts[2]
+    assert verdicts[0].outcome == "fail" and len(verdicts[0].first_failures) == 3
