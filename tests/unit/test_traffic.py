@@ -139,8 +139,11 @@ def test_a_two_process_record_has_the_shape_of_a_one_process_record(
         assert 4 * 25 * 0.8 < rate < 4 * 25 * 1.2, f"{n} processes: {rate:.0f} req/s for 100"
         assert load.tally() == Tally(len(requests), 0, len(requests))
     assert shapes[1] == shapes[2]
-    outcomes = {n: [(c.name, c.outcome) for c in judged(load)] for n, load in runs.items()}
-    assert outcomes[1] == outcomes[2]
+    # the latency budget compares p99s of two seconds of local traffic: the machine's load
+    # at that moment decides it, not the record's shape (it flipped in a loaded full run)
+    outcomes = {n: [(c.name, c.outcome) for c in judged(load) if not c.name.startswith("latency")]
+                for n, load in runs.items()}
+    assert outcomes[1] == outcomes[2], outcomes
 
 
 def judged(load: Traffic) -> tuple[Any, ...]:
