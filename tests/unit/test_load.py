@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -506,22 +506,32 @@ def test_no_silent_retry(reply: Reply, error: str, tmp_path: Path) -> None:
     check_summary(record)
 
 
+def stopped_run(tmp_path: Path, reply: Callable[[int], Reply], *, users: int,
+                churn_users: int, wait_for: int,
+                locust_args: Sequence[str]) -> tuple[Path, int, str]:
+    """Locust against a fake server, stopped through its stop file once the server has
+    read `wait_for` requests: (the record's path, requests the server read, stderr)."""
+    record, stop = tmp_path / "requests.jsonl", tmp_path / "stop"
+    env = locust_env(record, {"LOAD_STOP_FILE": str(stop), "LOAD_USERS": str(users),
+                              "LOAD_CHURN_USERS": str(churn_users),
+                              "LOAD_TIMEOUT_SECONDS": "30"})  # fmt: skip
+    with FakeServer(reply) as fake:
+        command = locust_command(fake.url, *locust_args)
+        with subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) as locust:  # fmt: skip
+            fake.wait_requests(wait_for)
+            stop.touch()
+            _, err = locust.communicate(timeout=30)
+        return record, fake.requests, err
+
+
 def test_requests_cut_at_stop_are_recorded(tmp_path: Path) -> None:
     """The server never answers in time: when the stop file ends the run, Locust waits
     --stop-timeout (1 s), then kills the users mid-request. Their requests fire no
     event of Locust's own; the locustfile records them, and counts them for Locust too."""
-    record, stop = tmp_path / "requests.jsonl", tmp_path / "stop"
-    env = locust_env(record, {"LOAD_STOP_FILE": str(stop), "LOAD_USERS": "2",
-                              "LOAD_CHURN_USERS": "1", "LOAD_TIMEOUT_SECONDS": "30"})  # fmt: skip
-    with FakeServer(lambda i: Reply(delay=20.0)) as fake:
-        command = locust_command(fake.url, "-u", "3", "-r", "3", "-t", "60s",
-                                 "--stop-timeout", "1")  # fmt: skip
-        with subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True) as locust:  # fmt: skip
-            fake.wait_requests(3)
-            stop.touch()
-            _, err = locust.communicate(timeout=30)
-        requests = fake.requests
+    record, requests, err = stopped_run(
+        tmp_path, lambda i: Reply(delay=20.0), users=2, churn_users=1, wait_for=3,
+        locust_args=("-u", "3", "-r", "3", "-t", "60s", "--stop-timeout", "1"))
     records = read_lines(record)
     assert len(records) == requests == 3, err[-2000:]
     assert all(not r["ok"] and r["error"].startswith("RequestCut: ") for r in records)
@@ -701,18 +711,10 @@ def test_requests_cut_in_workers_at_stop_are_in_the_masters_totals(tmp_path: Pat
     """The workers' last requests end a second after the stop (--stop-timeout 1, cut):
     later than Locust's own quit waits for its workers' statistics (0.5 s), and long
     before their next regular report. The master waits for every worker's report."""
-    record, stop = tmp_path / "requests.jsonl", tmp_path / "stop"
-    env = locust_env(record, {"LOAD_STOP_FILE": str(stop), "LOAD_USERS": "2",
-                              "LOAD_CHURN_USERS": "2", "LOAD_TIMEOUT_SECONDS": "30"})  # fmt: skip
-    with FakeServer(lambda i: Reply(delay=20.0 if i >= 20 else 0.0)) as fake:
-        command = locust_command(fake.url, *in_processes("-u", "4", "-r", "4", "-t", "60s",
-                                                         "--stop-timeout", "1"))  # fmt: skip
-        with subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True) as locust:  # fmt: skip
-            fake.wait_requests(24)
-            stop.touch()
-            _, err = locust.communicate(timeout=30)
-        requests = fake.requests
+    record, requests, err = stopped_run(
+        tmp_path, lambda i: Reply(delay=20.0 if i >= 20 else 0.0), users=2, churn_users=2,
+        wait_for=24, locust_args=in_processes("-u", "4", "-r", "4", "-t", "60s",
+                                              "--stop-timeout", "1"))
     parts = check_workers_summary(record)
     lines = [line for part in parts.values() for line in part]
     assert len(lines) == requests == 24, err[-2000:]
