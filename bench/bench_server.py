@@ -87,7 +87,7 @@ def _ms(text: str) -> float:
 
 
 def run_wrk(
-    url: str, body: bytes, connections: int, seconds: float
+    url: str, body: bytes, connections: int, seconds: float, threads: int = 1
 ) -> tuple[float, float, float, int]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(
@@ -97,8 +97,8 @@ def run_wrk(
         )
     try:
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", script.name,
-             url],
+            ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s",
+             script.name, url],
             capture_output=True, text=True, timeout=seconds + 60, check=True,
         ).stdout  # fmt: skip
     finally:

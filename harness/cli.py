@@ -37,7 +37,8 @@ COMMANDS = {
     "down": "destroy the model stack (the cluster stays)",
     "verify": "the gate: make a cluster, roll FROM -> TO under traffic, judge every request, "
               "clean up",
-    "rehearse": "the same rollout and verdict on an existing (or reused) cluster, which stays",
+    "rehearse": "the same rollout and verdict on a cluster that stays: a kind cluster (reused "
+                "or made) or any cluster given by --kubeconfig and --url (staging)",
     "calibrate": "run every control N times at the gate's settings; print each one's "
                  "detection rate with its 95% interval",
     "canary": "run CANDIDATE as a canary beside STABLE under live traffic, judge it interval "
@@ -64,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub = {name: commands.add_parser(name, help=text, description=text)
+    # argparse %-formats help texts (not descriptions): "95%" must be "95%%" there
+    sub = {name: commands.add_parser(name, help=text.replace("%", "%%"), description=text)
            for name, text in COMMANDS.items()}
     sub["toolchain"].add_argument("--check", action="store_true",
                                   help="list components and exit non-zero if one is missing")
@@ -111,9 +113,10 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
-    from harness import cluster, startup, toolchain
+    from harness import cluster, startup, target, toolchain
 
-    if not cluster.status(settings.cluster, toolchain.ensure(settings)).ready:
+    if (not target.wanted(settings)
+            and not cluster.status(settings.cluster, toolchain.ensure(settings)).ready):
         progress.say(f"cluster {settings.cluster.name} is not running: nothing to destroy")
         return 0
     with startup.prepared(settings) as ready:

@@ -45,18 +45,23 @@ class Cluster:
     name: str
     kubeconfig: Path
     host_port: int
-    """127.0.0.1:host_port reaches the model Service's nodePort."""
+    """127.0.0.1:host_port reaches the model Service's nodePort (0 for a target)."""
     node_image: str
-    kind: KindCluster
+    kind: KindCluster | None
+    """None for an existing cluster given by its kubeconfig (harness/target.py)."""
     created: bool = False
     """True when this run made the cluster (False: a healthy one was reused)."""
     track_ports: Mapping[str, int] = field(default_factory=dict)
     """Canary track (baseline, canary) → the 127.0.0.1 port that reaches its Service's
     nodePort; empty for a cluster made before canaries (see `up`)."""
+    context: str | None = None
+    """The kubeconfig context; None: its current one."""
+    url: str | None = None
+    """Where the model Service answers, when it is not 127.0.0.1:host_port (a target)."""
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.host_port}"
+        return self.url or f"http://127.0.0.1:{self.host_port}"
 
     def track_url(self, track: str) -> str:
         """http://127.0.0.1:PORT of a canary track's own Service."""
@@ -314,13 +319,14 @@ class Readiness:
         return self.problem is None
 
 
-def readiness(kubeconfig: Path) -> Readiness:
+def readiness(kubeconfig: Path, context: str | None = None) -> Readiness:
     """Whether the API answers, and whether the node and coredns are ready."""
     from kubernetes import client, config
     from kubernetes.client.exceptions import ApiException
 
     try:
-        api_client = config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
+        api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            str(kubeconfig), context=context)
         api: Any = client.CoreV1Api(api_client)
         nodes = api.list_node(_request_timeout=10).items
         if not nodes:

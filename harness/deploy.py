@@ -26,11 +26,12 @@ import ml_model_program
 from ml_model_program import CONFIG_KEYS, CanaryConfig, ModelConfig
 from pulumi import automation as auto
 
-from harness import charts, errors, interrupts, procs, progress
+from harness import charts, errors, interrupts, procs, progress, target
 from harness.cluster import Cluster, readiness
 from harness.resources import CHART_DIR
 from harness.settings import Settings
 from harness.toolchain import DeployTools, Toolchain, pulumi
+from harness.toolchain.cache import Cache
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,15 @@ def _inline_program() -> None:
 class ModelStack:
     """The model's Pulumi stack on one cluster."""
 
-    def __init__(self, settings: Settings, cluster: Cluster, toolchain: Toolchain,
+    def __init__(self, settings: Settings, cluster: Cluster, toolchain: Toolchain | Cache,
                  tools: DeployTools) -> None:
+        """`toolchain`: kind's (which images are loaded with), or for a cluster the
+        harness did not make (harness/target.py) only the cache."""
         self.settings = settings
         self.cluster = cluster
-        self.toolchain = toolchain
+        self.toolchain = toolchain if isinstance(toolchain, Toolchain) else None
         self.tools = tools
-        self.cache = toolchain.cache
+        self.cache = toolchain.cache if isinstance(toolchain, Toolchain) else toolchain
         self.state = self.cache.state / "pulumi"
         self.name = cluster.name
         self.log_path = self.cache.log(f"pulumi-{self.name}")
@@ -74,7 +77,7 @@ class ModelStack:
 
     def configured(self, settings: Settings) -> ModelStack:
         """The same stack deployed with other settings (a control's rollout timeout)."""
-        return ModelStack(settings, self.cluster, self.toolchain, self.tools)
+        return ModelStack(settings, self.cluster, self.toolchain or self.cache, self.tools)
 
     # -- public operations -------------------------------------------------
 
@@ -114,6 +117,14 @@ class ModelStack:
                                                 color="never"), f"pulumi up of {version}")
         return Outcome(version, _plain(result.outputs), dict(result.summary.resource_changes or {}),
                        round(time.monotonic() - started, 1), timer.seconds)
+
+    def check_namespace(self) -> None:
+        """On a cluster the harness did not make: refuse a namespace the stack did not
+        create (harness/target.py). Before any refresh, which would take in whatever
+        object now has the name."""
+        namespace = self.settings.deploy.namespace
+        target.namespace_owner(self.cluster, namespace,
+                               self._namespace_made(self._stack(), namespace))
 
     def preview(self) -> dict[str, int]:
         """Planned changes against the current config (an unchanged stack plans none)."""
@@ -163,7 +174,18 @@ class ModelStack:
     def _model_config(self, version: str, values: dict[str, Any], chart_path: Path | None,
                       chart_repo: str | None, canary: CanaryConfig | None = None) -> ModelConfig:
         return model_config(self.settings, version, values, chart_path, chart_repo,
-                            self.cluster.host_port, canary)
+                            self.cluster.host_port or None, canary)
+
+    def _namespace_made(self, stack: auto.Stack, namespace: str) -> str | None:
+        """The uid of `namespace` as the stack created it, from its state; None when the
+        state holds no such namespace (or only one it reads)."""
+        resources = (stack.export_stack().deployment or {}).get("resources") or []
+        for r in resources:
+            metadata = (r.get("outputs") or {}).get("metadata") or {}
+            if (r.get("type") == "kubernetes:core/v1:Namespace" and not r.get("external")
+                    and metadata.get("name") == namespace):
+                return str(metadata.get("uid") or "") or None
+        return None
 
     def _stack_config(self, config: ModelConfig) -> dict[str, auto.ConfigValue]:
         return {k: auto.ConfigValue(value=v) for k, v in config.to_stack_config().items()}
@@ -210,6 +232,8 @@ class ModelStack:
             self.name, project_name=PROJECT, program=_inline_program, opts=options),
             f"selecting stack {self.name}")
         self._clear_stale_lock()
+        if self.cluster.context:  # the default provider's context (else the current one)
+            stack.set_config("kubernetes:context", auto.ConfigValue(value=self.cluster.context))
         return stack
 
     def _passphrase(self) -> Path:
@@ -241,11 +265,12 @@ class ModelStack:
                          f"(pid {pid}); continuing")
 
     def _require_api(self) -> None:
-        found = readiness(self.cluster.kubeconfig)
+        found = readiness(self.cluster.kubeconfig, self.cluster.context)
         if not found.reachable:
+            context = self.cluster.context or f"kind-{self.cluster.name}"
             raise errors.DeployError(
                 f"the Kubernetes API is unreachable ({found.problem}); kubeconfig "
-                f"{self.cluster.kubeconfig}, context kind-{self.cluster.name}: is the cluster up?"
+                f"{self.cluster.kubeconfig}, context {context}: is the cluster up?"
             )
 
     def _output(self, line: str) -> None:
@@ -292,6 +317,7 @@ def model_config(settings: Settings, version: str, values: Mapping[str, Any],
             timeout_seconds=settings.deploy.rollout_timeout,
             host_port=host_port,
             canary=canary,
+            adopt_namespace=settings.target.adopt_namespace,
         )
     except ValueError as e:
         raise errors.UsageError(str(e)) from e

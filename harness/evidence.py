@@ -3,9 +3,9 @@
 Producers (the Locust recorder, the watch) and consumers (the verdict, the
 report) each depend on this module and not on one another, so the pure
 verdict never imports the Kubernetes client and the request line has one
-schema, one writer and one reader. Nothing here does I/O but the two JSONL
-readers and writers, and the module imports nothing heavy: the Locust
-process imports it too.
+schema, one writer and one reader. Nothing here does I/O but the JSONL
+readers and writers (and the merge of several Locust processes' records into
+one), and the module imports nothing heavy: the Locust process imports it too.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +90,68 @@ def read_requests(path: Path) -> list[Request]:
     if not path.exists():
         return []
     found = _read_jsonl(path, lambda raw: Request.from_record(orjson.loads(raw)))
-    return sorted(found, key=lambda r: r.t)
+    return sorted(found, key=request_order)
+
+
+def request_order(request: Request) -> tuple[Any, ...]:
+    """Start order, with every field after `t` breaking ties: a total order, so that what
+    is read off a record (and the verdict) does not depend on the order of its lines —
+    one Locust process writes them as requests finish, several as each one's finished."""
+    r = request
+    return (r.t, r.latency_ms, r.status, r.error or "", r.version or "", r.ok, r.name,
+            r.pod or "", r.lag_ms)
+
+
+# -- one record from several Locust processes -------------------------------------------
+
+
+def part_record(record: Path, worker: int) -> Path:
+    """Where the Locust worker with index `worker` writes its share of `record`:
+    requests.jsonl → requests.worker-0.jsonl. One file per worker, so no two processes
+    ever write to one file."""
+    return record.with_name(f"{record.stem}.worker-{worker}{record.suffix}")
+
+
+def part_records(record: Path) -> dict[int, Path]:
+    """The worker parts of `record` on disk, by worker index."""
+    pattern = re.compile(rf"{re.escape(record.stem)}\.worker-(\d+){re.escape(record.suffix)}")
+    found = {}
+    for path in record.parent.glob(f"{record.stem}.worker-*{record.suffix}"):
+        if match := pattern.fullmatch(path.name):
+            found[int(match[1])] = path
+    return dict(sorted(found.items()))
+
+
+def merge_parts(record: Path) -> dict[int, int]:
+    """Concatenate the worker parts of `record` into `record`, then remove them; returns
+    the lines taken from each part, by worker index ({} when there were none).
+
+    Each part is taken whole, in its own order (the order its requests finished),
+    workers by index: no order across processes is better than another, since
+    readers sort by `request_order`. A last line without its newline (a worker killed
+    mid-write) is left out, as `read_requests` would. The merge is written under
+    another name and renamed, so `record` is never half-merged.
+    """
+    parts = part_records(record)
+    if not parts:
+        return {}
+    if record.exists():
+        raise EvidenceError(f"{record} exists beside worker records {parts[min(parts)].name} "
+                            "...: merging them would mix two runs")
+    taken: dict[int, int] = {}
+    partial = record.with_name(f".{record.name}.partial")
+    with partial.open("wb") as out:
+        for worker, path in parts.items():
+            data = path.read_bytes()
+            whole = data[:data.rfind(b"\n") + 1]
+            if len(whole) < len(data):
+                log.warning("%s: dropped its unfinished last line", path)
+            out.write(whole)
+            taken[worker] = whole.count(b"\n")
+    os.replace(partial, record)
+    for path in parts.values():
+        path.unlink()
+    return taken
 
 
 @dataclass(frozen=True)
@@ -99,7 +162,8 @@ class Tally:
     locust_requests: int
     locust_failures: int
     recorded: int
-    """Lines the recorder says it wrote."""
+    """Lines the recorder says it wrote; with Locust workers, the sum of what each
+    worker's recorder said it wrote, as the master heard it."""
 
 
 def read_tally(path: Path) -> Tally | None:
@@ -111,6 +175,19 @@ def read_tally(path: Path) -> Tally | None:
         return Tally(int(data["locust_requests"]), int(data["locust_failures"]),
                      int(data["recorded"]))
     except (ValueError, KeyError, TypeError) as e:
+        raise EvidenceError(f"{path}: not a load summary ({e}); the run cannot be "
+                            "judged") from e
+
+
+def worker_tally(path: Path) -> dict[int, int]:
+    """The lines each Locust worker said it recorded, by worker index, as its master
+    wrote them into the load's summary; {} without workers (or without a summary)."""
+    if not path.exists():
+        return {}
+    try:
+        workers = json.loads(path.read_text()).get("workers") or {}
+        return {int(worker): int(lines) for worker, lines in workers.items()}
+    except (ValueError, AttributeError, TypeError) as e:
         raise EvidenceError(f"{path}: not a load summary ({e}); the run cannot be "
                             "judged") from e
 

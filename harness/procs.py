@@ -125,6 +125,12 @@ def descendants(root: int | None = None) -> list[int]:
     return found
 
 
+def group(pgid: int) -> list[int]:
+    """The running processes of process group `pgid` (a group outlives its leader: what
+    it forked stays in it)."""
+    return [pid for pid in pids() if _stat(pid, 2) == pgid and running(pid)]
+
+
 def stop(pids: Sequence[int], signum: int, grace: float) -> list[int]:
     """Send `signum` to `pids`, wait up to `grace` seconds for them to end, SIGKILL the
     rest; returns the ones that had to be killed."""

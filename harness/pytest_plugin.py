@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # the plugin loads in every pytest run: the heavy imports wai
     from harness.cluster import Cluster
     from harness.deploy import ModelStack
     from harness.verdict import Check, Figures, Outcome, Verdict
+    from harness.verify import Result
 
 PYTEST_KIND_DEFAULT_NAME = "pytest-kind"
 CHANGEABLE = ("traffic", "gate", "verdict", "deploy")
@@ -56,6 +57,9 @@ class Rollout:
     verdict: Verdict
     report: Path
     """The folder with report.html, verdict.json and junit.xml."""
+    result: Result
+    """Everything the run produced: the files written and the evidence judged (every
+    request, event and pod life), for a test that looks further than the verdict."""
 
     @property
     def passed(self) -> bool:
@@ -150,6 +154,6 @@ def rollout(request: pytest.FixtureRequest, rollout_settings: Settings,
         startup.validate(settings, (from_version, to_version))
         with startup.for_versions(settings, model_stack, (from_version, to_version)) as ready:
             result = verify.rehearsal(settings, ready)
-        return Rollout(result.verdict, report)
+        return Rollout(result.verdict, report, result)
 
     return run

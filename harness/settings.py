@@ -118,6 +118,14 @@ def within(low: float, high: float, *, above: bool = False, below: bool = False)
     return parse
 
 
+def processes(raw: Any, name: str) -> int:
+    """A count of processes, or -1 for one per CPU core (Locust's --processes)."""
+    value = integer(-1)(raw, name)
+    if value == 0:
+        raise errors.UsageError(f"{name} must be 1 or more, or -1 for one per CPU core, not 0")
+    return int(value)
+
+
 def port(raw: Any, name: str) -> int:
     try:
         value = int(str(raw))
@@ -261,10 +269,55 @@ class ClusterSettings:
         return {"baseline": self.baseline_node_port, "canary": self.canary_node_port}
 
 
+def dns_label(raw: Any, name: str) -> str:
+    value = str(raw)
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", value):
+        raise errors.UsageError(f"{name}: {value!r} is not a Kubernetes name (lower-case "
+                                "letters, digits and '-', at most 63)")
+    return value
+
+
+def url(raw: Any, name: str) -> str:
+    value = str(raw).rstrip("/")
+    if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", value):
+        raise errors.UsageError(f"{name} must be an http:// or https:// URL, not {raw!r}")
+    return value
+
+
+TARGET_COMMANDS = ("rehearse", "down")
+"""The commands that can work on an existing cluster given by its kubeconfig."""
+
+
+@dataclass(frozen=True)
+class TargetSettings:
+    """An existing cluster (staging) instead of a kind cluster the harness makes."""
+
+    kubeconfig: Path | None = option(
+        None, flag="--kubeconfig", env="HARNESS_KUBECONFIG", parse=path,
+        commands=TARGET_COMMANDS, shown_default="none: a kind cluster of its own",
+        help="roll out on the existing cluster this kubeconfig reaches (staging): no kind, no "
+             "images loaded (the cluster pulls the chart's image itself); needs --url")
+    context: str | None = option(
+        None, flag="--context", env="HARNESS_KUBE_CONTEXT", parse=text, commands=TARGET_COMMANDS,
+        shown_default="the kubeconfig's current context", help="the kubeconfig context to use")
+    url: str | None = option(
+        None, flag="--url", env="HARNESS_MODEL_URL", parse=url, commands=TARGET_COMMANDS,
+        shown_default="none", metavar="URL",
+        help="where the model Service answers from this machine (with --kubeconfig), e.g. "
+             "http://10.0.0.5:30080")
+    adopt_namespace: bool = option(
+        False, flag="--adopt-namespace", env="HARNESS_ADOPT_NAMESPACE", parse=boolean,
+        action="store_true", commands=TARGET_COMMANDS,
+        help="deploy into a namespace that exists and was not made by this harness's stack "
+             "(it is then never deleted); without it such a namespace is refused")
+
+
 @dataclass(frozen=True)
 class DeploySettings:
     namespace: str = option(
-        "ml-model", help="namespace the Pulumi program creates and deploys the chart into")
+        "ml-model", flag="--namespace", env="HARNESS_NAMESPACE", parse=dns_label,
+        commands=(*DEPLOY_COMMANDS, "down"),
+        help="namespace the Pulumi program creates and deploys the chart into")
     chart_source: ChartSource = option(
         "folder", flag="--chart-source", env="HARNESS_CHART_SOURCE", choices=CHART_SOURCES,
         parse=choice(CHART_SOURCES), commands=DEPLOY_COMMANDS,
@@ -301,7 +354,13 @@ class TrafficSettings:
     max_seconds: int = option(
         1800, unit="s", help="hard bound on the load's length, whatever the run's plan")
     max_requests: int = option(
-        2_000_000, help="hard bound on the number of requests (reached only at rate 0)")
+        2_000_000, help="hard bound on the number of requests (reached only at rate 0); with "
+                        "several processes each stops at its share, rounded up")
+    processes: int = option(
+        1, flag="--processes", env="HARNESS_LOAD_PROCESSES", parse=processes,
+        commands=GATE_COMMANDS, metavar="N",
+        help="Locust processes sharing the clients (Locust's --processes: N workers and a "
+             "master); -1: one per CPU core; 1: Locust in one process")
 
     def __post_init__(self) -> None:
         if self.users + self.churn_users < 1:
@@ -311,6 +370,11 @@ class TrafficSettings:
     @property
     def clients(self) -> int:
         return self.users + self.churn_users
+
+    @property
+    def workers(self) -> int:
+        """Locust processes that run clients: `processes`, -1 read as the CPU cores."""
+        return (os.cpu_count() or 1) if self.processes == -1 else self.processes
 
     @property
     def rate(self) -> float:
@@ -465,6 +529,7 @@ class CanarySettings:
 GROUPS: dict[str, type[Any]] = {
     "toolchain": ToolchainSettings,
     "cluster": ClusterSettings,
+    "target": TargetSettings,
     "deploy": DeploySettings,
     "traffic": TrafficSettings,
     "gate": GateSettings,
@@ -478,6 +543,7 @@ GROUPS: dict[str, type[Any]] = {
 class Settings:
     toolchain: ToolchainSettings = field(default_factory=ToolchainSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    target: TargetSettings = field(default_factory=TargetSettings)
     deploy: DeploySettings = field(default_factory=DeploySettings)
     traffic: TrafficSettings = field(default_factory=TrafficSettings)
     gate: GateSettings = field(default_factory=GateSettings)

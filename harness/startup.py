@@ -17,7 +17,17 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import charts, cluster, deploy, errors, images, progress, runlock, toolchain
+from harness import (
+    charts,
+    cluster,
+    deploy,
+    errors,
+    images,
+    progress,
+    runlock,
+    target,
+    toolchain,
+)
 from harness import settings as settings_module
 from harness.cluster import Cluster
 from harness.deploy import ModelStack
@@ -51,10 +61,35 @@ def prepared(settings: Settings, versions: Sequence[str] = (),
 
 
 @contextlib.contextmanager
+def _on_target(settings: Settings) -> Iterator[ModelStack]:
+    """stack_ready for an existing cluster (harness/target.py): only the deploy tools,
+    no kind, and the cluster stays as it was found."""
+    with progress.phase("the toolchain check"):
+        progress.say("checking the toolchain (pulumi, its provider, helm) ...")
+        deploy_tools = toolchain.ensure_deploy(settings)
+    existing = target.connect(settings)
+    with runlock.held(lock_folder(settings), existing.name):
+        progress.say(f"cluster: context {existing.context} of {existing.kubeconfig}; model "
+                     f"traffic to {existing.base_url}")
+        stack = ModelStack(settings, existing, Cache(settings.cache_dir), deploy_tools)
+        if not settings.target.adopt_namespace:
+            stack.check_namespace()
+        # others change a shared cluster, or rebuild it under the same context: the
+        # stack's state is brought in line with what is there before anything is planned
+        with progress.step(f"pulumi refresh: {deploy.PROJECT} on {existing.name}"):
+            stack.refresh()
+        yield stack
+
+
+@contextlib.contextmanager
 def stack_ready(settings: Settings, tracks: bool = False) -> Iterator[ModelStack]:
     """The first half, for a cluster that serves many rollouts (the pytest plugin's
     session): the name's lock, the toolchain, the cluster and its stack for the block;
     then the cluster goes unless kept."""
+    if target.wanted(settings):
+        with _on_target(settings) as stack:
+            yield stack
+        return
     with runlock.held(lock_folder(settings), settings.cluster.name):
         with progress.phase("the toolchain check"):
             progress.say("checking the toolchain ...")
@@ -79,7 +114,8 @@ def for_versions(settings: Settings, stack: ModelStack,
                  versions: Sequence[str]) -> Iterator[Prepared]:
     """The second half, per rollout: the images of `versions` loaded into the node and,
     with chart source "repo", the chart served on 127.0.0.1 for the block."""
-    load_images(settings, stack.cluster, stack.toolchain, versions)
+    if stack.toolchain is not None:  # a target pulls its images itself
+        load_images(settings, stack.cluster, stack.toolchain, versions)
     with chart_repository(settings, stack, versions) as repo:
         yield Prepared(stack.cluster, stack, repo)
 
@@ -88,6 +124,7 @@ def validate(settings: Settings, versions: Sequence[str]) -> None:
     """What the user gave, checked before anything is built or created: every version
     (`up --version` comes here unchecked) and the --set values against the chart's
     schema. Flags and variables were checked when they were read (harness/settings.py)."""
+    target.validate(settings)
     for version in versions:
         settings_module.model_version(version, "--version")
     if settings.deploy.values and versions:

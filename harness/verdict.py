@@ -24,7 +24,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from harness.causes import Attribution, attribute, cause, story
-from harness.evidence import NEW_CONNECTION, FinalState, Marks, PodLife, Request, Tally, WatchGap
+from harness.evidence import (
+    NEW_CONNECTION,
+    FinalState,
+    Marks,
+    PodLife,
+    Request,
+    Tally,
+    WatchGap,
+    request_order,
+)
 from harness.settings import VerdictSettings
 
 Outcome = Literal["pass", "fail", "inconclusive"]
@@ -111,8 +120,10 @@ def judge(requests: Sequence[Request], lives: Sequence[PodLife], plan: Plan, mar
 
     `tally` is Locust's own count of what it sent (None: it left none), held
     against `requests` so that evidence lost on the way is never judged as clean.
+    The order of `requests` does not matter (they are put in `request_order`, a total
+    order), so neither does how many Locust processes wrote them.
     """
-    requests = sorted(requests, key=lambda r: r.t)
+    requests = sorted(requests, key=request_order)
     old_pods = [p for p in lives if p.version == plan.from_version]
     completed = _completed(old_pods)
     window_end = completed if completed is not None else marks.ended
@@ -172,6 +183,14 @@ def _no_failures(causes: Sequence[tuple[Request, str]], marks: Marks, f: Figures
     name = "no failed requests"
     if not causes:
         return Check(name, "pass", "every request was answered with success within the SLO")
+    if all(why == "queued" for _, why in causes):
+        # late sends with no slow answer to wait behind: the load generator itself fell
+        # behind its schedule (CPU), which says nothing about the release
+        late = max(r.lag_ms for r, _ in causes) / 1000
+        return Check(name, "inconclusive",
+                     f"{len(causes)} of {f.requests} requests went out late (up to {late:.1f}s "
+                     "behind their schedule) though no answer was slow: the load generator "
+                     "fell behind, not the model; give it fewer clients or a lower --rate")
     first = causes[0][0]
     pods = ", ".join(f"{a.count} {a.cause} at {a.pod} ({a.how})" if a.pod else
                      f"{a.count} {a.cause} (no pod known)" for a in f.attributions[:3])

@@ -44,11 +44,15 @@ Settings from the environment:
 - ``LOAD_RPS_PER_USER``: requests per second per user, on each user's schedule;
   unset or 0 means as fast as the server answers;
 - ``LOAD_BATCH_SIZE``: instances per request (1);
-- ``LOAD_RECORD_FILE``: JSONL file of every request (see ``recording.py``);
+- ``LOAD_RECORD_FILE``: JSONL file of every request (see ``recording.py``); a
+  worker writes ``requests.worker-<index>.jsonl`` beside it instead (see below);
 - ``LOAD_SUMMARY_FILE``: at the end, ``{"locust_requests": N, "locust_failures":
   F, "recorded": R}`` (Locust's totals and the lines written to the record)
-  so the two can be reconciled; ``recorded`` is 0 without a record file;
+  so the two can be reconciled; ``recorded`` is 0 without a record file. With
+  workers the master writes it alone (see below);
 - ``LOAD_MAX_REQUESTS``: stop the run after this many requests (0: no cap);
+  a bound per process that sends requests: with workers, each worker's share,
+  and the first worker to reach it ends the run for all;
 - ``LOAD_TIMEOUT_SECONDS``: connect and read timeout (10);
 - ``LOAD_DATA_FILE``: a hold-out JSONL (``{"instance": [...], "label": L}``
   lines) instead of the bundled CSV; without labels, predictions are not
@@ -61,6 +65,25 @@ Settings from the environment:
 - ``LOAD_PARENT_PID``: end the run the same way when this process is no
   longer Locust's parent (the harness that started it was killed): load never
   outlives the run it belongs to.
+
+Several processes (Locust's ``--processes N``, or ``--master`` and
+``--worker`` on several hosts, every one with this file and the same
+variables): the master runs no users; each worker runs its share of them,
+each user on its own schedule as above, and records them into its own file,
+``<record>.worker-<index><suffix>`` (``harness.evidence.part_record``; the
+master numbers its workers 0, 1, ...), so no two processes write to one
+file. ``LOAD_STOP_FILE`` and ``LOAD_PARENT_PID`` are read by the master; a
+worker forked by ``--processes`` ends when its master is gone. However the
+run ends (``-t``, the stop file, the cap, SIGTERM), the master first has
+every worker stop its users (requests under way finish within
+``--stop-timeout``), send its last statistics and then the number of lines
+it recorded, waits for all of them (at most ``--stop-timeout`` + 10 s), and
+only then quits: Locust's own quit would give workers 0.5 s, and requests
+finishing later would be in a worker's record but not in the master's
+totals. The master's summary then holds Locust's totals over all workers,
+``recorded`` (their sum) and ``"workers": {"<index>": lines}``. Merging the
+workers' files into one record (``harness.evidence.merge_parts``) is left to
+whoever reads them: the harness does it when Locust has ended.
 
 No retries anywhere: a retry would hide exactly the failures the gate is for;
 redirects are not followed either. Run with ``--stop-timeout`` (e.g. 10) so
@@ -76,6 +99,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import random
 import time
@@ -83,14 +107,21 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import gevent  # type: ignore[import-untyped]
+import gevent.event  # type: ignore[import-untyped]
 import orjson
 import recording  # the locustfile's folder is on sys.path when Locust loads it
 from locust import FastHttpUser, constant, events, task
-from locust.exception import StopUser
-from locust.runners import STATE_CLEANUP, STATE_RUNNING, STATE_SPAWNING
+from locust.exception import RPCError, RPCSendError, StopUser
+from locust.runners import (
+    STATE_CLEANUP,
+    STATE_RUNNING,
+    STATE_SPAWNING,
+    MasterRunner,
+    WorkerRunner,
+)
 from locust.user.task import LOCUST_STATE_STOPPING
 
-from harness.evidence import NEW_CONNECTION
+from harness.evidence import NEW_CONNECTION, part_record
 
 
 def _env_float(name: str, default: float) -> float:
@@ -110,6 +141,8 @@ def _env_count(name: str) -> int | None:
         raise ValueError(f"{name}={count} is negative")
     return count
 
+
+log = logging.getLogger(__name__)
 
 MODEL_NAME = os.environ.get("LOAD_MODEL_NAME", "ml-model")
 USERS = _env_count("LOAD_USERS")
@@ -184,8 +217,20 @@ def body_problem(content: bytes | None, header_version: str | None, instances: i
 
 def _record(environment: Any, **_: Any) -> None:
     global _recorder
-    if record_file := os.environ.get("LOAD_RECORD_FILE"):
-        _recorder = recording.attach(environment.events, Path(record_file))
+    runner = environment.runner
+    record_file = os.environ.get("LOAD_RECORD_FILE")
+    if record_file and not isinstance(runner, MasterRunner):  # a master sends no requests
+        path = Path(record_file)
+        if isinstance(runner, WorkerRunner):
+            if runner.worker_index < 0:
+                raise RuntimeError("the Locust master gave this worker no index: its record "
+                                   "would have no file of its own")
+            path = part_record(path, runner.worker_index)
+        _recorder = recording.attach(environment.events, path)
+    if isinstance(runner, MasterRunner):
+        _lead(runner)
+    elif isinstance(runner, WorkerRunner):
+        _follow(runner)
     # Registered after the recorder's listeners: quitting fires in reverse, so this runs first.
     environment.events.quitting.add_listener(_finish)
 
@@ -193,7 +238,9 @@ def _record(environment: Any, **_: Any) -> None:
 def _finish(environment: Any, **_: Any) -> None:
     """At quitting: stop users still running (SIGTERM), close the record, write the totals."""
     runner = environment.runner
-    if runner is not None and runner.state in (STATE_SPAWNING, STATE_RUNNING):
+    if isinstance(runner, MasterRunner):
+        _stop_workers(runner)  # at SIGTERM quitting comes before Locust's quit
+    elif runner is not None and runner.state in (STATE_SPAWNING, STATE_RUNNING):
         runner.stop()  # users finish (or are cut and recorded) before the record closes
     deadline = time.monotonic() + (environment.stop_timeout or 0) + 5
     while (runner is not None and runner.state == STATE_CLEANUP  # a stop under way elsewhere
@@ -201,16 +248,28 @@ def _finish(environment: Any, **_: Any) -> None:
         gevent.sleep(0.1)
     if _recorder is not None:
         _recorder.close()
-    if summary_file := os.environ.get("LOAD_SUMMARY_FILE"):
+    summary_file = os.environ.get("LOAD_SUMMARY_FILE")
+    if summary_file and not isinstance(runner, WorkerRunner):  # the master speaks for workers
         total = environment.stats.total
-        recorded = _recorder.written if _recorder is not None else 0
-        recording.write_summary(Path(summary_file), total.num_requests, total.num_failures,
-                                recorded)
+        if isinstance(runner, MasterRunner):
+            recording.write_summary(Path(summary_file), total.num_requests, total.num_failures,
+                                    sum(_workers.values()), _workers)
+        else:
+            recorded = _recorder.written if _recorder is not None else 0
+            recording.write_summary(Path(summary_file), total.num_requests, total.num_failures,
+                                    recorded)
 
 
 def _watch_stop_file(environment: Any, **_: Any) -> None:
-    stop_file = os.environ.get("LOAD_STOP_FILE")
-    parent = int(os.environ.get("LOAD_PARENT_PID") or 0)
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        # The master ends the run and stops its workers (stop file, parent, -t, the cap);
+        # a worker it forked (--processes) ends by itself only when the master is gone.
+        forked = bool(getattr(environment.parsed_options, "processes", None))
+        stop_file, parent = None, os.getppid() if forked else 0
+    else:
+        stop_file = os.environ.get("LOAD_STOP_FILE")
+        parent = int(os.environ.get("LOAD_PARENT_PID") or 0)
     if not stop_file and not parent:
         return
     path = Path(stop_file) if stop_file else None
@@ -228,6 +287,87 @@ events.init.add_listener(_record)  # type: ignore[no-untyped-call]
 events.init.add_listener(_watch_stop_file)  # type: ignore[no-untyped-call]
 
 
+# -- several processes: a master and its workers ---------------------------------------
+
+STOP = "load_stop"
+"""Master → workers: stop your users, then report (``STOPPED``)."""
+STOPPED = "load_stopped"
+"""Worker → master, once its users stopped and after its last statistics:
+``{"worker": index, "recorded": lines its recorder wrote}``."""
+CAPPED = "load_capped"
+"""Worker → master: this worker reached ``LOAD_MAX_REQUESTS``; end the run."""
+
+_workers: dict[int, int] = {}
+"""On the master: the lines each worker said it recorded, by worker index."""
+_stopping: gevent.event.Event | None = None
+
+
+def _lead(runner: MasterRunner) -> None:
+    """The master: it quits only after every worker stopped and reported (``_stop_workers``)."""
+
+    def stopped(msg: Any, **_: Any) -> None:
+        _workers[int(msg.data["worker"])] = int(msg.data["recorded"])
+
+    runner.register_message(STOPPED, stopped)
+    runner.register_message(CAPPED, lambda **_: gevent.spawn(runner.quit), concurrent=True)
+    locust_quit = runner.quit
+
+    def quit() -> None:  # every way a run ends calls it: -t, the stop file, the cap, SIGTERM
+        _stop_workers(runner)
+        locust_quit()
+
+    runner.quit = quit  # type: ignore[method-assign]
+
+
+def _stop_workers(runner: MasterRunner) -> None:
+    """Have every worker stop its users and report; wait for them (at most
+    ``--stop-timeout`` + 10 s).
+
+    Locust's own quit gives workers 0.5 s for their last statistics, while a
+    worker's users may take up to ``--stop-timeout`` to finish the requests
+    under way: those would be in the worker's record but not in the master's
+    totals. So the master first sends ``STOP``; each worker stops its users,
+    sends its last statistics and then ``STOPPED`` with its record's length, in
+    that order on one connection. Once every worker has, the master's totals
+    hold every request its workers made.
+    """
+    global _stopping
+    if _stopping is not None:  # under way in another greenlet (SIGTERM during a stop)
+        _stopping.wait()
+        return
+    _stopping = gevent.event.Event()
+    try:
+        waiting = {runner.worker_indexes[client.id] for client in runner.clients.all}
+        runner.send_message(STOP)
+        deadline = time.monotonic() + (runner.environment.stop_timeout or 0) + 10
+        while not waiting <= _workers.keys() and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        if missing := waiting - _workers.keys():
+            log.error("workers %s did not report their record; the summary will not "
+                      "reconcile", sorted(missing))
+    finally:
+        _stopping.set()
+
+
+def _follow(runner: WorkerRunner) -> None:
+    """A worker: stops its users when the master says, then reports (``STOPPED``)."""
+    runner.register_message(STOP, lambda **_: runner.stop(), concurrent=True)
+
+    def report(environment: Any, **_: Any) -> None:
+        if _recorder is not None:
+            _recorder.flush()
+        stats: dict[str, Any] = {}
+        environment.events.report_to_master.fire(client_id=runner.client_id, data=stats)
+        recorded = _recorder.written if _recorder is not None else 0
+        try:
+            runner.send_message("stats", stats)  # the last requests' statistics first
+            runner.send_message(STOPPED, {"worker": runner.worker_index, "recorded": recorded})
+        except (RPCError, RPCSendError) as e:  # the master is gone: nobody to tell
+            log.warning("could not report to the master: %s", e)
+
+    runner.environment.events.test_stop.add_listener(report)  # type: ignore[no-untyped-call]
+
+
 def _take_one(user: FastHttpUser) -> bool:
     """Count a request against ``LOAD_MAX_REQUESTS``; False (and the run ends) past it."""
     global _sent
@@ -235,7 +375,9 @@ def _take_one(user: FastHttpUser) -> bool:
         if _sent == MAX_REQUESTS:
             _sent += 1
             runner = user.environment.runner
-            if runner is not None:
+            if isinstance(runner, WorkerRunner):
+                runner.send_message(CAPPED)  # the master ends the run, for every worker
+            elif runner is not None:
                 gevent.spawn(runner.quit)
         return False
     _sent += 1
@@ -256,7 +398,8 @@ class _Predictor(FastHttpUser):
     request_headers: ClassVar[dict[str, str]] = {"Content-Type": "application/json"}
 
     def on_start(self) -> None:
-        self.rng = random.Random(SEED + id(self))
+        # Forked workers' users share ids: the pid keeps their phases apart.
+        self.rng = random.Random(f"{SEED}/{os.getpid()}/{id(self)}")
         # The first intended send: a random phase in the first interval.
         self.due = time.monotonic() + self.rng.uniform(0, self.interval)
 

@@ -35,6 +35,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -189,14 +190,19 @@ def attach(events: Any, path: Path) -> Recorder:
     return recorder
 
 
-def write_summary(path: Path, requests: int, failures: int, recorded: int) -> None:
+def write_summary(path: Path, requests: int, failures: int, recorded: int,
+                  workers: Mapping[int, int] | None = None) -> None:
     """``{"locust_requests", "locust_failures", "recorded"}`` to ``path``, atomically.
 
     ``requests`` and ``failures`` are Locust's own totals, ``recorded`` the lines
     written to the record: equal ``requests`` and ``recorded`` mean no request
-    went unrecorded.
+    went unrecorded. A master of Locust workers also writes ``workers``: the lines
+    each worker's recorder said it wrote, by worker index (``recorded`` is their sum).
     """
-    summary = {"locust_requests": requests, "locust_failures": failures, "recorded": recorded}
+    summary: dict[str, Any] = {"locust_requests": requests, "locust_failures": failures,
+                               "recorded": recorded}
+    if workers is not None:
+        summary["workers"] = {str(worker): lines for worker, lines in sorted(workers.items())}
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
     partial.write_text(json.dumps(summary) + "\n")

@@ -1,8 +1,11 @@
 """Fixtures for tests against a real kind cluster made by our toolchain.
 
-The toolchain and the cluster are session-wide (making them takes minutes);
-each test gets its own namespace. Nothing here skips: a missing docker or
-toolchain is a failure of the set-up, and the set-up builds what is missing.
+The session's cluster and model stack are the pytest plugin's (harness/pytest_plugin.py),
+the same fixtures a team's suite gets: `rollout_settings` is overridden here to
+name the cluster, and the gate's cases run through its `rollout` fixture. The
+toolchain and the cluster are session-wide (making them takes minutes); each
+test gets its own namespace. Nothing here skips: a missing docker or toolchain
+is a failure of the set-up, and the set-up builds what is missing.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kube_helpers import fresh_namespace, leftovers
+from kube_helpers import fresh_namespace
 from kubernetes import client, config
 
 from harness import cluster as clusters
@@ -25,11 +28,17 @@ PROBE_IMAGE = "rollout-harness/probe:e2e"
 
 
 @pytest.fixture(scope="session")
-def settings() -> Settings:
+def rollout_settings() -> Settings:
+    """The plugin's settings (HARNESS_* variables), on the e2e cluster's own name."""
     base = Settings.from_env()
     return dataclasses.replace(
         base, cluster=dataclasses.replace(base.cluster, name="harness-e2e", ready_timeout=300)
     )
+
+
+@pytest.fixture(scope="session")
+def settings(rollout_settings: Settings) -> Settings:
+    return rollout_settings
 
 
 @pytest.fixture(scope="session")
@@ -38,12 +47,10 @@ def toolchain(settings: Settings) -> toolchains.Toolchain:
 
 
 @pytest.fixture(scope="session")
-def cluster(settings: Settings, toolchain: toolchains.Toolchain) -> Iterator[clusters.Cluster]:
-    made = clusters.up(settings.cluster, toolchain)
-    yield made
-    clusters.down(settings.cluster, toolchain)
-    left = leftovers(settings.cluster.name)
-    assert not left, f"cluster teardown left these behind: {left}"
+def cluster(rollout_cluster: clusters.Cluster) -> clusters.Cluster:
+    """The plugin's session cluster (deleted at the end; test_cluster_leftovers.py shows
+    that a deletion leaves nothing behind)."""
+    return rollout_cluster
 
 
 @pytest.fixture(scope="session")

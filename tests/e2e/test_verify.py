@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from harness import calibrate, controls, startup, verify
-from harness import cluster as clusters
+from harness import controls, verify
+from harness.pytest_plugin import Rollout
 from harness.settings import Settings
 from harness.verdict import judge
 
@@ -39,16 +40,17 @@ def control(request: pytest.FixtureRequest) -> controls.Control:
     return controls.BY_NAME[str(request.param)]
 
 
-def test_gate(control: controls.Control, settings: Settings, cluster: clusters.Cluster,
-              tmp_path: Path):
-    """Through the CLI's own start-up path, on the session's cluster (kept)."""
+def test_gate(control: controls.Control, settings: Settings,
+              rollout: Callable[..., Rollout]):
+    """Through the pytest plugin's `rollout`, as a team's suite runs it, on the session's
+    cluster; the control's own chart values, rollout timeout and load changes only."""
     defaults = Settings()
     assert (settings.traffic, settings.gate, settings.verdict) == (
         defaults.traffic, defaults.gate, defaults.verdict), "controls run at the defaults"
-    kept = settings.replace("cluster", keep=True)
-    with startup.prepared(kept, (controls.FROM_VERSION, control.to_version)) as ready:
-        assert ready.cluster.name == cluster.name
-        result = calibrate.rehearse(kept, ready, control, tmp_path / "report")
+    changes: dict[str, Any] = {"values": dict(control.values), **control.traffic}
+    if control.rollout_timeout is not None:
+        changes["rollout_timeout"] = control.rollout_timeout
+    result = rollout(controls.FROM_VERSION, control.to_version, **changes).result
     verdict = result.verdict
     checks = {c.name: c for c in verdict.checks}
     assert verdict.outcome == control.expected, verdict.checks

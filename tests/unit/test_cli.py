@@ -100,12 +100,22 @@ def test_version_prints_the_package_version(capsys):
     assert capsys.readouterr().out.strip() == f"rollout-harness {version}"
 
 
+@pytest.mark.parametrize("command", [[], *([name] for name in cli.COMMANDS)])
+def test_every_help_prints(command: list[str], capsys):
+    """argparse formats help texts with %: a bare "95%" once crashed the top-level --help."""
+    with pytest.raises(SystemExit) as done:
+        cli.main([*command, "--help"])
+    assert done.value.code == 0
+    assert "usage: rollout-harness" in capsys.readouterr().out
+
+
 def test_help_of_a_flag_shows_its_default_unit_and_variable(capsys):
     with pytest.raises(SystemExit):
         cli.main(["verify", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "(default 20 req/s; HARNESS_RATE_PER_USER)" in text
     assert "(default 8; HARNESS_USERS)" in text
+    assert "--processes N" in text and "(default 1; HARNESS_LOAD_PROCESSES)" in text
     assert "--cluster" in text and "--keep" in text
 
 

@@ -163,3 +163,57 @@ def test_a_damaged_request_line_is_an_evidence_error_naming_the_file(tmp_path: P
     with pytest.raises(evidence.EvidenceError, match=r"requests.jsonl:2: not a record") as e:
         evidence.read_requests(path)
     assert e.value.exit_code == 2, "a damaged record file is a harness error, never a verdict"
+
+
+# -- one record from several Locust processes --------------------------------------------
+
+
+def test_workers_parts_merge_into_the_record_whole_and_in_worker_order(tmp_path: Path):
+    path = tmp_path / "requests.jsonl"
+    lines = {worker: [evidence.encode_request(record(worker + i / 10)) for i in range(3)]
+             for worker in (0, 1, 10)}
+    for worker, part in lines.items():
+        evidence.part_record(path, worker).write_bytes(b"".join(part))
+    evidence.part_record(path, 1).write_bytes(b"".join(lines[1]) + lines[1][0][:9])  # killed
+    (tmp_path / "requests.worker-x.jsonl").write_bytes(b"not a part")
+    assert list(evidence.part_records(path)) == [0, 1, 10], "by index, not by name"
+    assert evidence.merge_parts(path) == {0: 3, 1: 3, 10: 3}
+    assert path.read_bytes() == b"".join(lines[0] + lines[1] + lines[10])
+    assert evidence.part_records(path) == {}, "the parts are gone"
+    assert evidence.merge_parts(path) == {}, "merging again changes nothing"
+    assert len(evidence.read_requests(path)) == 9
+
+
+def test_parts_beside_an_existing_record_are_not_merged_into_it(tmp_path: Path):
+    path = tmp_path / "requests.jsonl"
+    path.write_bytes(evidence.encode_request(record(1.0)))
+    evidence.part_record(path, 0).write_bytes(evidence.encode_request(record(2.0)))
+    with pytest.raises(evidence.EvidenceError, match="would mix two runs"):
+        evidence.merge_parts(path)
+    assert len(evidence.read_requests(path)) == 1
+
+
+def test_the_order_of_lines_does_not_change_what_is_read(tmp_path: Path):
+    """Two workers may record requests with the same start: every field breaks the tie."""
+    same_start = [record(1.0, pod="b"), record(1.0, pod="a"), record(1.0, latency_ms=1.0),
+                  record(1.0, status=0, ok=False, error="RequestCut: x", version=None)]
+    path = tmp_path / "requests.jsonl"
+    read = []
+    for order in (same_start, same_start[::-1]):
+        path.write_bytes(b"".join(evidence.encode_request(r) for r in order))
+        read.append(evidence.read_requests(path))
+    assert read[0] == read[1]
+
+
+def test_the_summary_of_a_master_names_each_workers_lines(tmp_path: Path):
+    path = tmp_path / "load-summary.json"
+    assert evidence.worker_tally(path) == {}
+    path.write_text('{"locust_requests": 5, "locust_failures": 0, "recorded": 5}')
+    assert evidence.worker_tally(path) == {}
+    path.write_text('{"locust_requests": 5, "locust_failures": 0, "recorded": 5, '
+                    '"workers": {"0": 3, "1": 2}}')
+    assert evidence.worker_tally(path) == {0: 3, 1: 2}
+    assert evidence.read_tally(path) == evidence.Tally(5, 0, 5)
+    path.write_text('{"workers": ["0"]}')
+    with pytest.raises(evidence.EvidenceError, match="not a load summary"):
+        evidence.worker_tally(path)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from model_server import app, model, testing, train
 from model_server.settings import Settings
@@ -162,11 +162,14 @@ def mutated(draw: st.DrawFn) -> bytes:
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(raw=st.binary(max_size=200) | mutated())
+@example(raw=b"A / HTTP/0\x00\x00\r\n\r\n")  # once failed: 505 was taken for a crash
 def test_raw_bytes_on_the_socket(server: testing.ServerProcess, raw: bytes) -> None:
     answer = _send(server.port, raw)
     for line in answer.split(b"\r\n"):
         if line.startswith(b"HTTP/1.1 ") and line[9:12].isdigit():
-            assert int(line[9:12]) < 500, answer[:300]
+            # a client error, or 505 for a version other than HTTP/1.x (RFC 9110 15.6.6):
+            # never the server's own failure
+            assert int(line[9:12]) < 500 or int(line[9:12]) == 505, answer[:300]
     assert server.process is not None and server.process.poll() is None, server.output
 
 

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -35,6 +35,8 @@ LOCUSTFILE = ROOT / "load" / "locustfile.py"
 LOCUST = str(Path(sys.executable).with_name("locust"))
 sys.path.insert(0, str(ROOT / "load"))
 import recording  # noqa: E402
+
+from harness import evidence, procs  # noqa: E402
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -518,22 +520,32 @@ def test_no_silent_retry(reply: Reply, error: str, tmp_path: Path) -> None:
     check_summary(record)
 
 
+def stopped_run(tmp_path: Path, reply: Callable[[int], Reply], *, users: int,
+                churn_users: int, wait_for: int,
+                locust_args: Sequence[str]) -> tuple[Path, int, str]:
+    """Locust against a fake server, stopped through its stop file once the server has
+    read `wait_for` requests: (the record's path, requests the server read, stderr)."""
+    record, stop = tmp_path / "requests.jsonl", tmp_path / "stop"
+    env = locust_env(record, {"LOAD_STOP_FILE": str(stop), "LOAD_USERS": str(users),
+                              "LOAD_CHURN_USERS": str(churn_users),
+                              "LOAD_TIMEOUT_SECONDS": "30"})  # fmt: skip
+    with FakeServer(reply) as fake:
+        command = locust_command(fake.url, *locust_args)
+        with subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) as locust:  # fmt: skip
+            fake.wait_requests(wait_for)
+            stop.touch()
+            _, err = locust.communicate(timeout=30)
+        return record, fake.requests, err
+
+
 def test_requests_cut_at_stop_are_recorded(tmp_path: Path) -> None:
     """The server never answers in time: when the stop file ends the run, Locust waits
     --stop-timeout (1 s), then kills the users mid-request. Their requests fire no
     event of Locust's own; the locustfile records them, and counts them for Locust too."""
-    record, stop = tmp_path / "requests.jsonl", tmp_path / "stop"
-    env = locust_env(record, {"LOAD_STOP_FILE": str(stop), "LOAD_USERS": "2",
-                              "LOAD_CHURN_USERS": "1", "LOAD_TIMEOUT_SECONDS": "30"})  # fmt: skip
-    with FakeServer(lambda i: Reply(delay=20.0)) as fake:
-        command = locust_command(fake.url, "-u", "3", "-r", "3", "-t", "60s",
-                                 "--stop-timeout", "1")  # fmt: skip
-        with subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True) as locust:  # fmt: skip
-            fake.wait_requests(3)
-            stop.touch()
-            _, err = locust.communicate(timeout=30)
-        requests = fake.requests
+    record, requests, err = stopped_run(
+        tmp_path, lambda i: Reply(delay=20.0), users=2, churn_users=1, wait_for=3,
+        locust_args=("-u", "3", "-r", "3", "-t", "60s", "--stop-timeout", "1"))
     records = read_lines(record)
     assert len(records) == requests == 3, err[-2000:]
     assert all(not r["ok"] and r["error"].startswith("RequestCut: ") for r in records)
@@ -594,3 +606,156 @@ def test_locust_ends_when_the_process_that_started_it_is_killed(
         time.sleep(0.1)
     assert time.monotonic() - started < 15, "Locust went on without its parent"
     assert check_summary(record)["locust_requests"] == len(read_lines(record)) > 0
+
+
+# -- several processes: Locust's master and workers (--processes) -------------------------
+
+FIELDS = {"t", "latency_ms", "status", "error", "version", "ok", "name", "pod", "lag_ms"}
+
+
+def parts_of(record: Path) -> dict[int, list[dict[str, Any]]]:
+    """Each worker's lines, by worker index, from the files beside `record`."""
+    return {worker: read_lines(path) for worker, path in evidence.part_records(record).items()}
+
+
+def check_workers_summary(record: Path) -> dict[int, list[dict[str, Any]]]:
+    """The master's totals agree with its workers' records line for line, and each
+    worker's record with what the worker said it wrote."""
+    parts = parts_of(record)
+    lines = [line for part in parts.values() for line in part]
+    summary = json.loads(record.with_name("summary.json").read_text())
+    assert not record.exists(), "workers write their own files, never the record itself"
+    assert summary == {"locust_requests": len(lines),
+                       "locust_failures": sum(not r["ok"] for r in lines),
+                       "recorded": len(lines),
+                       "workers": {str(w): len(part) for w, part in parts.items()}}  # fmt: skip
+    return parts
+
+
+def in_processes(*args: str) -> list[str]:
+    """Locust's arguments for two workers and a master that listens on a port of its own
+    (a test running at the same time must not take our workers)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    return [*args, "--processes", "2", "--master-bind-host", "127.0.0.1",
+            "--master-bind-port", port, "--master-port", port]
+
+
+SPAWNED = 1.5
+"""Seconds from the workers' start to their users' (the master looks for its workers
+once a second, then spawns the users)."""
+
+
+def wait_for_workers(record: Path) -> None:
+    """Until both workers have opened their records (they flush them only at 2,000 lines
+    or at the end)."""
+    deadline = time.monotonic() + 20
+    while len(evidence.part_records(record)) < 2:
+        assert time.monotonic() < deadline, "the workers did not start"
+        time.sleep(0.05)
+
+
+def run_in_processes(host: str, record: Path, stop_after: float, *args: str,
+                     env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Two workers and a master, ended through the stop file after `stop_after` s."""
+    stop = record.with_name("stop")
+    command = locust_command(host, *in_processes(*args, "-t", "60s"))
+    with subprocess.Popen(command, env=locust_env(record, {"LOAD_STOP_FILE": str(stop), **env}),
+                          cwd=record.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as locust:  # fmt: skip
+        wait_for_workers(record)
+        time.sleep(SPAWNED + stop_after)
+        stop.touch()
+        out, err = locust.communicate(timeout=40)
+    return subprocess.CompletedProcess(command, locust.returncode, out, err)
+
+
+def test_two_workers_record_every_request_once(server: testing.ServerProcess,
+                                               tmp_path: Path) -> None:
+    record = tmp_path / "requests.jsonl"
+    _, before = server.get("/metrics")
+    result = run_in_processes(server.url, record, 2.0, "-u", "4", "-r", "4",
+                              env={"LOAD_USERS": "2", "LOAD_CHURN_USERS": "2",
+                                   "LOAD_RPS_PER_USER": "25"})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    parts = check_workers_summary(record)
+    assert sorted(parts) == [0, 1] and all(len(part) > 20 for part in parts.values())
+    _, after = server.get("/metrics")
+    lines = [line for part in parts.values() for line in part]
+    assert served(after) - served(before) == len(lines), "each request recorded exactly once"
+    assert all(set(r) == FIELDS and r["ok"] and r["version"] == "1.0.0" for r in lines)
+    assert {r["name"] for r in lines} == {KEEP_ALIVE, NEW_CONNECTION}
+    taken = evidence.merge_parts(record)
+    assert taken == {w: len(part) for w, part in parts.items()}
+    assert len(evidence.read_requests(record)) == len(lines) and not evidence.part_records(record)
+
+
+def test_each_user_keeps_its_own_schedule_in_its_worker(tmp_path: Path) -> None:
+    """Two users at 20/s, one per worker: each worker's record is one user's schedule."""
+    record = tmp_path / "requests.jsonl"
+    with FakeServer() as fake:
+        result = run_in_processes(fake.url, record, 2.0, "-u", "2", "-r", "2",
+                                  env={"LOAD_USERS": "2", "LOAD_RPS_PER_USER": "20"})
+        requests = fake.requests
+    assert result.returncode == 0, result.stderr[-2000:]
+    parts = check_workers_summary(record)
+    assert sum(len(part) for part in parts.values()) == requests
+    for part in parts.values():
+        gaps = [b["t"] - a["t"] for a, b in itertools.pairwise(part)]
+        assert len(gaps) > 20 and all(abs(gap - 0.05) < 0.005 for gap in gaps), gaps
+
+
+def test_the_request_cap_holds_in_every_worker_and_ends_the_run(tmp_path: Path) -> None:
+    """LOAD_MAX_REQUESTS bounds each worker; the first to reach it ends the run for all."""
+    record = tmp_path / "requests.jsonl"
+    started = time.monotonic()
+    with FakeServer() as fake:
+        result = run_locust(fake.url, record, *in_processes("-u", "4", "-r", "4", "-t", "60s"),
+                            env={"LOAD_MAX_REQUESTS": "150"})
+        requests = fake.requests
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert time.monotonic() - started < 30, "the cap, not -t, ended the run"
+    parts = check_workers_summary(record)
+    counts = sorted(len(part) for part in parts.values())
+    assert counts[-1] == 150 and sum(counts) == requests <= 300, counts
+
+
+def test_requests_cut_in_workers_at_stop_are_in_the_masters_totals(tmp_path: Path) -> None:
+    """The workers' last requests end a second after the stop (--stop-timeout 1, cut):
+    later than Locust's own quit waits for its workers' statistics (0.5 s), and long
+    before their next regular report. The master waits for every worker's report."""
+    record, requests, err = stopped_run(
+        tmp_path, lambda i: Reply(delay=20.0 if i >= 20 else 0.0), users=2, churn_users=2,
+        wait_for=24, locust_args=in_processes("-u", "4", "-r", "4", "-t", "60s",
+                                              "--stop-timeout", "1"))
+    parts = check_workers_summary(record)
+    lines = [line for part in parts.values() for line in part]
+    assert len(lines) == requests == 24, err[-2000:]
+    cut = [r for r in lines if not r["ok"]]
+    assert len(cut) == 4 and all(r["error"].startswith("RequestCut: ") for r in cut)
+
+
+def test_the_master_and_its_workers_end_when_the_harness_is_killed(
+        server: testing.ServerProcess, tmp_path: Path) -> None:
+    record = tmp_path / "requests.jsonl"
+    env = {**locust_env(record, {"LOAD_USERS": "2", "LOAD_CHURN_USERS": "0",
+                                 "LOAD_RPS_PER_USER": "50"}), "RECORD_DIR": str(tmp_path)}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", ORPHAN, *locust_command(server.url, *in_processes(
+            "-u", "2", "-r", "2", "-t", "60s"))],
+        env=env, stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    master = int(parent.stdout.readline())
+    wait_for_workers(record)
+    time.sleep(SPAWNED + 1)
+    locusts = [master, *procs.descendants(master)]
+    assert len(locusts) == 3, "a master and two workers"
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 15
+    while any(procs.running(pid) for pid in locusts) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in locusts if procs.running(pid)], "Locust went on without us"
+    parts = check_workers_summary(record)
+    assert all(parts.values())

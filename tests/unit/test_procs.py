@@ -58,7 +58,10 @@ def test_the_tree_below_a_process_is_found_and_stopped_gracefully_first(tmp_path
     script = tmp_path / "tree.sh"
     script.write_text("trap 'echo cancelled > %s; exit 0' INT\n"
                       "sh -c 'trap \"\" INT; sleep 60' &\nwait\nwait\n" % (tmp_path / "said"))
-    parent = subprocess.Popen(["bash", str(script)])
+    # bash cannot trap a signal ignored when it started, and a job started in the
+    # background of a non-interactive shell (a CI script's `cmd &`) has SIGINT ignored
+    parent = subprocess.Popen(["bash", str(script)],
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 10
     while len(procs.descendants(parent.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -67,6 +67,8 @@ class HelmMocks(pulumi.runtime.Mocks):
     def reset(self) -> None:
         self.template_opts: list[dict[str, Any]] = []
         self.states: list[tuple[str, str, dict[str, Any]]] = []
+        self.read: list[tuple[str, str]] = []
+        """(type, id) of the objects read rather than created (Resource.get)."""
         self.load_balancer: dict[str, str] | None = None
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
@@ -112,6 +114,9 @@ class HelmMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = json.loads(json.dumps(args.inputs))
+        if args.resource_id:  # a read of an object that exists (Resource.get): not created
+            self.read.append((args.typ, args.resource_id))
+            return args.resource_id, {"metadata": {"name": args.resource_id}}
         if args.custom:
             self.states.append((args.typ, args.name, state))
         if args.typ == "kubernetes:apps/v1:Deployment":
@@ -377,6 +382,18 @@ def test_everything_goes_into_the_configured_namespace(local: Any) -> pulumi.Out
         assert r.exports["namespace"] == "models-a"
 
     return rollout(local(namespace="models-a"), check)
+
+
+@runtime_test
+def test_an_adopted_namespace_is_read_not_created(local: Any) -> pulumi.Output[Any]:
+    """A team's namespace on a shared cluster: a destroy must leave it."""
+    def check(r: Rollout) -> None:
+        assert r.objects("Namespace") == []
+        assert ("kubernetes:core/v1:Namespace", "team-ml") in MOCKS.read
+        assert r.template_opts[0]["namespace"] == "team-ml"
+        assert r.exports["namespace"] == "team-ml"
+
+    return rollout(local(namespace="team-ml", adopt_namespace=True), check)
 
 
 # --- chart source -------------------------------------------------------------------------
@@ -701,7 +718,7 @@ def _configs() -> list[program.ModelConfig]:
             chart_version="1.1.0-flaky", chart_repo="https://charts.example.test/models",
             image_repository="127.0.0.1:5000/models/iris", image_tag="1.1.0-rc.1",
             replica_count=1, namespace="canary", release_name="ml-model.canary",
-            timeout_seconds=90, host_port=65535, node_address="fd00::2",
+            timeout_seconds=90, host_port=65535, node_address="fd00::2", adopt_namespace=True,
             values={"service": {"type": "NodePort", "nodePort": 30081},
                     "gracefulDrain": {"enabled": False, "seconds": 2.5},
                     "tolerations": [{"key": "gpu", "value": None}], "note": "ünïcode \"q\"",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,8 @@ def test_environment_overrides_each_group():
     ("HARNESS_HOST_PORT", "70000", "between 1 and 65535"),
     ("HARNESS_CLUSTER_NAME", "Bad_Name", "lower-case"),
     ("HARNESS_KEEP_CLUSTER", "maybe", "true or false"),
+    ("HARNESS_LOAD_PROCESSES", "0", "1 or more, or -1 for one per CPU core, not 0"),
+    ("HARNESS_LOAD_PROCESSES", "-2", "at least -1"),
 ])
 def test_bad_values_are_usage_errors_naming_the_value(key: str, value: str, message: str):
     with pytest.raises(errors.UsageError, match=message) as caught:
@@ -78,6 +81,13 @@ def test_every_setting_is_declared_once_with_help_and_a_parser_for_its_flag_or_v
 def test_the_traffic_variables_are_read():
     resolved = Settings.from_env({"HARNESS_USERS": "16", "HARNESS_RATE_PER_USER": "0"})
     assert (resolved.traffic.users, resolved.traffic.rate_per_user) == (16, 0.0)
+
+
+def test_load_processes_are_a_count_or_one_per_core():
+    assert Settings.from_env({}).traffic.workers == 1
+    assert settings.resolve("verify", {"traffic.processes": "3"}, {}).traffic.workers == 3
+    per_core = Settings.from_env({"HARNESS_LOAD_PROCESSES": "-1"}).traffic
+    assert per_core.processes == -1 and per_core.workers == (os.cpu_count() or 1)
 
 
 def test_a_flag_beats_its_variable_and_only_for_the_commands_that_take_it():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 
 import pytest
 
@@ -231,6 +232,28 @@ def test_an_answer_slower_than_the_slo_is_a_failed_request():
     assert verdict.outcome == "fail"
     assert verdict.figures.errors == {"slow": 1}
     assert "1 x slow" in check_of(verdict, "no failed requests").detail
+
+
+def test_requests_queued_behind_a_slow_answer_fail_with_it():
+    requests = traffic()
+    requests[2000] = dataclasses.replace(requests[2000], latency_ms=1500.0)
+    requests[2001] = dataclasses.replace(requests[2001], latency_ms=1400.0, lag_ms=1398.0)
+    verdict = decide(requests, rolling_lives())
+    assert verdict.outcome == "fail"
+    assert verdict.figures.errors == {"slow": 1, "queued": 1}
+
+
+def test_late_sends_with_no_slow_answer_are_the_load_generators_fault_not_the_models():
+    """Locust starved of CPU sends late; the release answered every request at once."""
+    requests = traffic()
+    for i in (2000, 2001, 2002):
+        requests[i] = dataclasses.replace(requests[i], latency_ms=1203.0, lag_ms=1200.0)
+    verdict = decide(requests, rolling_lives())
+    assert verdict.outcome == "inconclusive"
+    check = check_of(verdict, "no failed requests")
+    assert check.outcome == "inconclusive"
+    assert "3 of" in check.detail and "up to 1.2s behind" in check.detail
+    assert "the load generator fell behind" in check.detail
 
 
 def test_the_slo_is_a_setting():
@@ -839,3 +862,19 @@ def test_a_count_that_differs_anywhere_makes_the_run_inconclusive(made, recorded
     assert (check.outcome, check.detail) == (
         "inconclusive",
         f"Locust made {made} requests, its recorder wrote {recorded}, the record holds 5000")
+
+
+def test_the_order_of_the_records_does_not_change_the_verdict():
+    """Several Locust processes' records are merged one after another: requests that
+    started at the same moment may come in any order, and the verdict must not care —
+    down to which failure it names first."""
+    at = T0 + 5.0
+    failed = [Request(at, 3.0, 0, "ConnectionResetError: reset", None, False, NEW_CONNECTION),
+              Request(at, 3.0, 0, "RequestCut: the run ended", None, False),
+              Request(at, 3.0, 503, "HTTP 503", "1.1.0", False, pod="new-0")]
+    requests = traffic() + failed
+    shuffled = list(requests)
+    random.Random(12).shuffle(shuffled)
+    verdicts = [decide(order, rolling_lives()) for order in (requests, requests[::-1], shuffled)]
+    assert verdicts[0] == verdicts[1] == verdicts[2]
+    assert verdicts[0].outcome == "fail" and len(verdicts[0].first_failures) == 3

@@ -72,6 +72,7 @@ CONFIG_KEYS = (
     "chartVersion", "imageRepository", "imageTag", "replicaCount", "namespace", "values",
     "chartPath", "chartRepo", "releaseName", "timeoutSeconds", "hostPort", "nodeAddress",
     "canary",
+    "adoptNamespace",
 )
 """Every stack config key the program reads (in the project's namespace, ``ml-model:``)."""
 
@@ -318,6 +319,10 @@ class ModelConfig:
     canary: CanaryConfig | None = None
     """``canary``: a baseline and a canary release beside the stable one (see the module
     docstring); unset means none, and removes those of an earlier run."""
+    adopt_namespace: bool = False
+    """``adoptNamespace``: the namespace exists and belongs to someone else (a team's
+    namespace on a shared cluster): the program reads it instead of creating it, so
+    destroying the stack leaves it in place."""
 
     def __post_init__(self) -> None:
         check_chart_version(self.chart_version)
@@ -396,6 +401,7 @@ class ModelConfig:
             node_address=config.get("nodeAddress"),
             canary=CanaryConfig.from_stack_value(config["canary"]) if "canary" in config
             else None,
+            adopt_namespace=_stack_bool(config, "adoptNamespace"),
         )
 
     def to_stack_config(self) -> dict[str, str]:
@@ -423,6 +429,7 @@ class ModelConfig:
             "hostPort": self.host_port,
             "nodeAddress": self.node_address,
             "canary": self.canary.to_stack_value() if self.canary is not None else None,
+            "adoptNamespace": "true" if self.adopt_namespace else None,
         }
         return {key: str(value) for key, value in pairs.items() if value is not None}
 
@@ -542,10 +549,13 @@ def deploy(config: ModelConfig) -> None:
     ``baseline`` and ``canary``, each with its ``release``, ``chartVersion``,
     ``imageTag``, ``deployment`` and ``serviceUrl`` (its own Service's).
     """
-    namespace = k8s.core.v1.Namespace(
-        "namespace",
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=config.namespace),
-    )
+    if config.adopt_namespace:  # read, not managed: a destroy leaves it
+        namespace = k8s.core.v1.Namespace.get("namespace", config.namespace)
+    else:
+        namespace = k8s.core.v1.Namespace(
+            "namespace",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=config.namespace),
+        )
     pulumi.export("namespace", namespace.metadata.apply(lambda m: _field(m, "name")))
     for release in config.releases():
         status, url = _deploy_release(config, release, namespace)
@@ -900,6 +910,15 @@ def _stack_int(config: Mapping[str, str], key: str, default: int | None = None) 
     if not isinstance(raw, str) or not re.fullmatch(r"\s*-?\d+\s*", raw):
         raise ValueError(f"{key} must be an integer, not {raw!r}")
     return int(raw)
+
+
+def _stack_bool(config: Mapping[str, str], key: str) -> bool:
+    raw = config.get(key)
+    if raw is None:
+        return False
+    if raw not in ("true", "false"):
+        raise ValueError(f"{key} must be true or false, not {raw!r}")
+    return raw == "true"
 
 
 def _stack_values(config: Mapping[str, str]) -> Any:
