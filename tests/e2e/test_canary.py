@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness import canary, errors, startup
-from harness import cluster as clusters
+from harness.deploy import ModelStack
 from harness.settings import Settings
 
 pytestmark = pytest.mark.timeout(900)
@@ -49,13 +49,15 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_canary(name: str, settings: Settings, cluster: clusters.Cluster, tmp_path: Path):
+def test_canary(name: str, settings: Settings, model_stack: ModelStack, tmp_path: Path) -> None:
     case = CASES[name]
     kept = settings.replace("cluster", keep=True).replace(
         "canary", stable="1.0.0", candidate=case.candidate).replace(
         "gate", report_dir=tmp_path / "report")
-    with startup.prepared(kept, ("1.0.0", case.candidate), tracks=True) as ready:
-        assert ready.cluster.name == cluster.name and ready.cluster.track_ports
+    # the session's stack (the pytest plugin's, which holds the cluster's run lock): a new
+    # cluster maps the tracks' ports
+    with startup.for_versions(kept, model_stack, ("1.0.0", case.candidate)) as ready:
+        assert ready.cluster.track_ports
         try:
             result = canary.run(kept, ready)
         finally:  # the next case starts from nothing
