@@ -12,7 +12,6 @@ import contextlib
 import fcntl
 import logging
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -125,7 +124,7 @@ def up(settings: ClusterSettings, toolchain: Toolchain) -> Cluster:
                      f"({why}); recreating it")
         _delete(kind, toolchain.cache)
     started = time.monotonic()
-    host_port = settings.host_port or free_port()
+    host_port = settings.host_port or procs.free_port()
     config = state_dir(toolchain.cache, settings.name) / "kind-config.yaml"
     config.write_text(kind_config(settings, host_port))
     try:
@@ -165,13 +164,6 @@ def _stop_strays(name: str) -> None:
     if strays:
         log.debug("stopping what kind left running: %s", strays)
         procs.stop(strays, signal.SIGKILL, 5.0)
-
-
-def free_port() -> int:
-    """A port nothing listens on now on 127.0.0.1, picked by the kernel."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def mapped_port(name: str, node_port: int) -> int | None:

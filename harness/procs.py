@@ -13,6 +13,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -188,3 +189,11 @@ def matching(*texts: str) -> list[int]:
 def pids() -> list[int]:
     """Every process's pid, from /proc."""
     return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def free_port() -> int:
+    """A port nothing listens on now on 127.0.0.1, picked by the kernel: for a process
+    about to listen there (a kind port mapping, Locust's master)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

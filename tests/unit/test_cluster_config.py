@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from harness import cluster
+from harness import cluster, procs
 from harness.settings import ClusterSettings, ToolchainSettings
 from harness.toolchain import rootfs
 
@@ -49,6 +49,6 @@ def test_the_host_port_defaults_to_a_free_one_picked_per_cluster():
     import socket
 
     assert ClusterSettings().host_port == 0
-    picked = cluster.free_port()
+    picked = procs.free_port()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", picked))  # nothing holds it
