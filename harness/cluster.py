@@ -138,7 +138,8 @@ def up(settings: ClusterSettings, toolchain: Toolchain) -> Cluster:
                     "output is above. Check `docker info` and that port "
                     f"{host_port} on 127.0.0.1 is free"
                 ) from e
-        with progress.step(f"waiting for cluster {settings.name} to be ready"):
+        with progress.step(f"waiting for cluster {settings.name} to be ready",
+                           doing=lambda: readiness(kind.kubeconfig_path).problem):
             wait_ready(kind.kubeconfig_path, settings.ready_timeout)
     except errors.ClusterError:
         if not settings.keep:
@@ -280,6 +281,44 @@ def readiness(kubeconfig: Path, context: str | None = None) -> Readiness:
     except Exception as e:  # urllib3 errors derive from Exception only
         return Readiness(False, f"the API server does not answer ({type(e).__name__}: {e})")
     return Readiness(True, None)
+
+
+def pods_ready(kubeconfig: Path, context: str | None, namespace: str) -> str | None:
+    """"pods ready: 1.0.0 2/3, 1.1.0 1/1, 1 terminating": a rollout's progress as a person
+    follows it, by the model-version label; None while the namespace has no pods."""
+    from kubernetes import client, config
+
+    from harness.evidence import VERSION_LABEL
+
+    api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        str(kubeconfig), context=context)
+    try:
+        pods = client.CoreV1Api(api_client).list_namespaced_pod(
+            namespace, _request_timeout=5).items
+    finally:
+        api_client.close()
+    return pods_line(pods, VERSION_LABEL)
+
+
+def pods_line(pods: list[Any], version_label: str) -> str | None:
+    if not pods:
+        return None
+    counts: dict[str, list[int]] = {}
+    terminating = 0
+    for pod in pods:
+        if pod.metadata.deletion_timestamp is not None:
+            terminating += 1
+            continue
+        version = (pod.metadata.labels or {}).get(version_label) or "unlabelled"
+        ready = any(c.type == "Ready" and c.status == "True"
+                    for c in (pod.status.conditions if pod.status else None) or [])
+        tally = counts.setdefault(version, [0, 0])
+        tally[0] += ready
+        tally[1] += 1
+    parts = [f"{version} {ready}/{total}" for version, (ready, total) in sorted(counts.items())]
+    if terminating:
+        parts.append(f"{terminating} terminating")
+    return "pods ready: " + ", ".join(parts)
 
 
 def wait_ready(kubeconfig: Path, timeout: float) -> None:
