@@ -86,7 +86,7 @@ unit: helm
 	$(PYTEST) tests/unit -q
 
 e2e: toolchain
-	$(PYTEST) tests/e2e -m e2e -v
+	$(PYTEST) tests/e2e -m e2e -v --durations=0
 
 test: lint unit e2e
 

@@ -18,7 +18,6 @@ import contextlib
 import fcntl
 import logging
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -169,8 +168,8 @@ def up(settings: ClusterSettings, toolchain: Toolchain, tracks: bool = False) ->
                      f"({why}); recreating it")
         _delete(kind, toolchain.cache)
     started = time.monotonic()
-    host_port, *track_host_ports = free_ports(1 + len(settings.track_node_ports),
-                                              taken=settings.host_port)
+    host_port, *track_host_ports = procs.free_ports(1 + len(settings.track_node_ports),
+                                                    taken=settings.host_port)
     host_port = settings.host_port or host_port
     track_ports = dict(zip(settings.track_node_ports, track_host_ports, strict=True))
     config = state_dir(toolchain.cache, settings.name) / "kind-config.yaml"
@@ -187,7 +186,8 @@ def up(settings: ClusterSettings, toolchain: Toolchain, tracks: bool = False) ->
                     "output is above. Check `docker info` and that ports "
                     f"{ports} on 127.0.0.1 are free"
                 ) from e
-        with progress.step(f"waiting for cluster {settings.name} to be ready"):
+        with progress.step(f"waiting for cluster {settings.name} to be ready",
+                           doing=lambda: readiness(kind.kubeconfig_path).problem):
             wait_ready(kind.kubeconfig_path, settings.ready_timeout)
     except errors.ClusterError:
         if not settings.keep:
@@ -213,25 +213,6 @@ def _stop_strays(name: str) -> None:
     if strays:
         log.debug("stopping what kind left running: %s", strays)
         procs.stop(strays, signal.SIGKILL, 5.0)
-
-
-def free_port() -> int:
-    """A port nothing listens on now on 127.0.0.1, picked by the kernel."""
-    return free_ports(1)[0]
-
-
-def free_ports(count: int, taken: int = 0) -> list[int]:
-    """`count` different ports nothing listens on now on 127.0.0.1, none of them `taken`:
-    all bound at once, so the kernel cannot hand out one twice."""
-    with contextlib.ExitStack() as held:
-        ports: list[int] = []
-        while len(ports) < count:
-            probe = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-            if port != taken:
-                ports.append(port)
-        return ports
 
 
 def mapped_port(name: str, node_port: int) -> int | None:
@@ -348,6 +329,44 @@ def readiness(kubeconfig: Path, context: str | None = None) -> Readiness:
     except Exception as e:  # urllib3 errors derive from Exception only
         return Readiness(False, f"the API server does not answer ({type(e).__name__}: {e})")
     return Readiness(True, None)
+
+
+def pods_ready(kubeconfig: Path, context: str | None, namespace: str) -> str | None:
+    """"pods ready: 1.0.0 2/3, 1.1.0 1/1, 1 terminating": a rollout's progress as a person
+    follows it, by the model-version label; None while the namespace has no pods."""
+    from kubernetes import client, config
+
+    from harness.evidence import VERSION_LABEL
+
+    api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        str(kubeconfig), context=context)
+    try:
+        pods = client.CoreV1Api(api_client).list_namespaced_pod(
+            namespace, _request_timeout=5).items
+    finally:
+        api_client.close()
+    return pods_line(pods, VERSION_LABEL)
+
+
+def pods_line(pods: list[Any], version_label: str) -> str | None:
+    if not pods:
+        return None
+    counts: dict[str, list[int]] = {}
+    terminating = 0
+    for pod in pods:
+        if pod.metadata.deletion_timestamp is not None:
+            terminating += 1
+            continue
+        version = (pod.metadata.labels or {}).get(version_label) or "unlabelled"
+        ready = any(c.type == "Ready" and c.status == "True"
+                    for c in (pod.status.conditions if pod.status else None) or [])
+        tally = counts.setdefault(version, [0, 0])
+        tally[0] += ready
+        tally[1] += 1
+    parts = [f"{version} {ready}/{total}" for version, (ready, total) in sorted(counts.items())]
+    if terminating:
+        parts.append(f"{terminating} terminating")
+    return "pods ready: " + ", ".join(parts)
 
 
 def wait_ready(kubeconfig: Path, timeout: float) -> None:

@@ -27,7 +27,7 @@ from ml_model_program import CONFIG_KEYS, CanaryConfig, ModelConfig
 from pulumi import automation as auto
 
 from harness import charts, errors, interrupts, procs, progress, target
-from harness.cluster import Cluster, readiness
+from harness.cluster import Cluster, pods_ready, readiness
 from harness.resources import CHART_DIR
 from harness.settings import Settings
 from harness.toolchain import DeployTools, Toolchain, pulumi
@@ -112,7 +112,8 @@ class ModelStack:
         stack.set_all_config(wanted)
         started = time.monotonic()
         timer = _DeploymentTimer()
-        with progress.step(f"pulumi up: {PROJECT} {version} on {self.name}"):
+        with progress.step(f"pulumi up: {PROJECT} {version} on {self.name}",
+                           log_file=self.log_path, doing=self._pods_ready):
             result = self._run(lambda: stack.up(on_output=self._output, on_event=timer,
                                                 color="never"), f"pulumi up of {version}")
         return Outcome(version, _plain(result.outputs), dict(result.summary.resource_changes or {}),
@@ -145,7 +146,7 @@ class ModelStack:
         """Destroy everything the stack deployed, then forget the stack."""
         self._require_api()
         stack = self._stack()
-        with progress.step(f"pulumi destroy: {PROJECT} on {self.name}"):
+        with progress.step(f"pulumi destroy: {PROJECT} on {self.name}", log_file=self.log_path):
             self._run(lambda: stack.destroy(on_output=self._output, color="never"),
                       "pulumi destroy")
             stack.workspace.remove_stack(self.name)
@@ -272,6 +273,10 @@ class ModelStack:
                 f"the Kubernetes API is unreachable ({found.problem}); kubeconfig "
                 f"{self.cluster.kubeconfig}, context {context}: is the cluster up?"
             )
+
+    def _pods_ready(self) -> str | None:
+        return pods_ready(self.cluster.kubeconfig, self.cluster.context,
+                          self.settings.deploy.namespace)
 
     def _output(self, line: str) -> None:
         with self.log_path.open("a") as out:

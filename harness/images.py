@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from harness import errors, procs, progress
@@ -45,13 +46,15 @@ def wheelhouse(cache: Cache) -> Path:
     folder = cache.root / "wheelhouse" / key
     if folder.exists():
         return folder
-    with progress.step("downloading the model server's wheels"), building(folder) as tmp:
+    log_path = cache.log("wheelhouse")
+    with progress.step("downloading the model server's wheels", log_file=log_path), \
+            building(folder) as tmp:
         procs.run(
             [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
              "--python-version", "3.11", "--platform", "manylinux2014_x86_64",
              "--platform", "manylinux_2_28_x86_64", "--dest", tmp,
              "-r", SERVER_DIR / "requirements.txt", "pip"],
-            log_path=cache.log("wheelhouse"), what="pip download of the server's wheels",
+            log_path=log_path, what="pip download of the server's wheels",
             error=errors.ToolchainError,
         )
     return folder
@@ -67,7 +70,7 @@ def ensure(settings: Settings, cache: Cache, version: str) -> str:
     wheels = wheelhouse(cache)
     log_path = cache.log(f"image-model-server-{version}")
     log_path.unlink(missing_ok=True)
-    with progress.step(f"building {ref}"), scratch(cache.root) as tmp:
+    with progress.step(f"building {ref}", log_file=log_path), scratch(cache.root) as tmp:
         context = Path(tmp)
         shutil.copy(SERVER_DIR / "Dockerfile", context)
         shutil.copy(SERVER_DIR / "requirements.txt", context)
@@ -79,9 +82,14 @@ def ensure(settings: Settings, cache: Cache, version: str) -> str:
     return ref
 
 
-def load(cluster_name: str, kind: Path, ref: str, cache: Cache) -> None:
-    """Put the image on the cluster's node (kind skips it when already there)."""
-    procs.run([kind, "load", "docker-image", "--name", cluster_name, ref],
-              log_path=cache.log("kind-load"), what=f"kind load of {ref}",
+def load(cluster_name: str, kind: Path, refs: Sequence[str], cache: Cache) -> None:
+    """Put the images on the cluster's node (kind skips those already there).
+
+    One `kind load` for all of them: kind saves them into one archive, so the layers the
+    versions share (the Python base, the wheels: nearly all of each image) cross into
+    the node once, not once per version.
+    """
+    procs.run([kind, "load", "docker-image", "--name", cluster_name, *refs],
+              log_path=cache.log("kind-load"), what=f"kind load of {', '.join(refs)}",
               error=errors.ClusterError)
 

@@ -13,6 +13,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
@@ -188,3 +189,23 @@ def matching(*texts: str) -> list[int]:
 def pids() -> list[int]:
     """Every process's pid, from /proc."""
     return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def free_port() -> int:
+    """A port nothing listens on now on 127.0.0.1, picked by the kernel: for a process
+    about to listen there (a kind port mapping, Locust's master)."""
+    return free_ports(1)[0]
+
+
+def free_ports(count: int, taken: int = 0) -> list[int]:
+    """`count` different ports nothing listens on now on 127.0.0.1, none of them `taken`:
+    all bound at once, so the kernel cannot hand out one twice."""
+    with contextlib.ExitStack() as held:
+        ports: list[int] = []
+        while len(ports) < count:
+            probe = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+            if port != taken:
+                ports.append(port)
+        return ports

@@ -76,7 +76,8 @@ def _on_target(settings: Settings) -> Iterator[ModelStack]:
             stack.check_namespace()
         # others change a shared cluster, or rebuild it under the same context: the
         # stack's state is brought in line with what is there before anything is planned
-        with progress.step(f"pulumi refresh: {deploy.PROJECT} on {existing.name}"):
+        with progress.step(f"pulumi refresh: {deploy.PROJECT} on {existing.name}",
+                           log_file=stack.log_path):
             stack.refresh()
         yield stack
 
@@ -142,10 +143,11 @@ def load_images(settings: Settings, made: Cluster, tools: Toolchain,
     """Build (unless built from the same sources) and `kind load` each version's image."""
     if not versions:
         return
-    with progress.step("building and loading the model images"):
-        for version in dict.fromkeys(versions):
-            ref = images.ensure(settings, tools.cache, version)
-            images.load(made.name, tools.kind, ref, tools.cache)
+    with progress.step("building and loading the model images",
+                       log_file=tools.cache.log("kind-load")):
+        refs = [images.ensure(settings, tools.cache, version)
+                for version in dict.fromkeys(versions)]
+        images.load(made.name, tools.kind, refs, tools.cache)
 
 
 @contextlib.contextmanager

@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -112,7 +111,7 @@ class Traffic:
             # The master listens for its workers on 127.0.0.1 only, on a port of its own:
             # Locust's default (5557 on every interface) would let a second run's workers
             # join the first run's master.
-            port = str(_free_port())
+            port = str(procs.free_port())
             command += ["--processes", str(self.workers), "--master-bind-host", "127.0.0.1",
                         "--master-bind-port", port, "--master-port", port]
         env = procs.environment({
@@ -260,13 +259,6 @@ class _Counts:
             self.offsets[path] = offset + len(whole)
             self.requests += whole.count(b"\n")
             self.failed += whole.count(b'"ok":false')
-
-
-def _free_port() -> int:
-    """A port nothing listens on now on 127.0.0.1, picked by the kernel."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_answering(url: str, model_name: str, timeout: float) -> None:

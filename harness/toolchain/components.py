@@ -59,7 +59,7 @@ def ensure(cache: Cache, image: ComponentImage, iptables_base: str | None = None
         f'ENTRYPOINT ["{image.entrypoint}"]',
         f"LABEL {LABEL}={key}",
     )
-    with progress.step(f"making image {image.ref}"):
+    with progress.step(f"making image {image.ref}", log_file=log_path):
         if iptables_base is None:
             with scratch(cache.root) as tmp:
                 root = Path(tmp)

@@ -228,7 +228,9 @@ def build_shim(cache: Cache, runc: Path) -> Path:
     final = cache.tools / f"runtime-shim-{key}"
     binary = final / "runc-capshim"
     if not binary.exists():
-        with progress.step("building the OCI runtime shim"), building(final) as tmp:
+        with progress.step("building the OCI runtime shim",
+                           log_file=gobuild.log_path(cache, "runtime-shim")), \
+                building(final) as tmp:
             gobuild.build(cache, "runtime-shim", ["."], tmp,
                           ldflags=f"-X 'main.runcPath={runc}'")
             (tmp / "runtime-shim").rename(tmp / "runc-capshim")

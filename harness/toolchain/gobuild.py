@@ -29,6 +29,12 @@ def go_binary() -> str:
     return go
 
 
+def log_path(cache: Cache, module: str) -> Path:
+    """The build's log: `go build -v` writes each package's path as it compiles it, so its
+    last line is the progress line's "what it is doing"."""
+    return cache.log(f"go-build-{module}")
+
+
 def build(
     cache: Cache,
     module: str,
@@ -42,13 +48,13 @@ def build(
 ) -> None:
     """Build `packages` of toolchain/<module> into out_dir (one binary each)."""
     directory = module_dir or RECIPES / module
-    log_path = cache.log(f"go-build-{module}")
-    log_path.unlink(missing_ok=True)
-    cmd = [go_binary(), "build", "-trimpath", "-ldflags", f"-s -w {ldflags}".strip()]
+    log = log_path(cache, module)
+    log.unlink(missing_ok=True)
+    cmd = [go_binary(), "build", "-v", "-trimpath", "-ldflags", f"-s -w {ldflags}".strip()]
     cmd += ["-o", f"{out_dir}/", *packages]
     procs.run(
         cmd,
-        log_path=log_path,
+        log_path=log,
         what=f"go build of module toolchain/{module}",
         cwd=directory,
         env={

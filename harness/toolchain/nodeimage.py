@@ -99,7 +99,7 @@ def build(cache: Cache, settings: ToolchainSettings) -> str:
                                       "/usr/local/bin/kube-proxy")
     components.ensure(cache, proxy, iptables_base=iptables_base)
     watch = Stopwatch()
-    with progress.step(f"assembling node image {tag}"):
+    with progress.step(f"assembling node image {tag}", log_file=cache.log("node-image")):
         _assemble(cache, base, kube, [i.ref for i in [*images, proxy]], tag)
     cache.record("node-image", source="build", version=versions.KUBERNETES,
                  seconds=watch.seconds, image=tag)

@@ -66,11 +66,12 @@ def ensure(cache: Cache, settings: ToolchainSettings, recipe: Recipe) -> str:
     if recipe.prepare:
         files.append((recipe.prepare, "/prepare.sh"))
     script = "/prepare.sh" if recipe.prepare else "/bin/true"
-    with progress.step(f"making base image {tag}"):
+    log_path = cache.log(f"rootfs-{recipe.name}")
+    with progress.step(f"making base image {tag}", log_file=log_path):
         containers.extend(raw, tag, container=f"harness-build-{recipe.name}", files=files,
                           script=f"{script} && rm -f /prepare.sh",
                           changes=("ENTRYPOINT []", "CMD []", *recipe.changes),
-                          log_path=cache.log(f"rootfs-{recipe.name}"))
+                          log_path=log_path)
     return tag
 
 
@@ -79,11 +80,12 @@ def _debootstrapped(cache: Cache, settings: ToolchainSettings, recipe: Recipe) -
     tag = f"rollout-harness/{recipe.name}-debootstrap:{key}"
     if containers.image_exists(tag):
         return tag
-    with progress.step(f"debootstrapping {versions.DEBIAN_SUITE} for {recipe.name}"), \
+    log_path = cache.log(f"debootstrap-{recipe.name}")
+    log_path.unlink(missing_ok=True)
+    with progress.step(f"debootstrapping {versions.DEBIAN_SUITE} for {recipe.name}",
+                       log_file=log_path), \
             scratch_dir(cache.root / "work" / recipe.name) as work:
         root = work / "rootfs"
-        log_path = cache.log(f"debootstrap-{recipe.name}")
-        log_path.unlink(missing_ok=True)
         procs.run(
             [debootstrap(), "--variant=minbase", f"--include={','.join(recipe.packages)}",
              versions.DEBIAN_SUITE, root, mirror(settings)],

@@ -103,7 +103,8 @@ def ensure(cache: Cache, settings: ToolchainSettings, tool: Tool) -> Path:
     elif settings.source == "release":
         raise errors.ToolchainError(f"{tool.component} has no official release download here")
     watch = Stopwatch()
-    with progress.step(f"building {tool.component} {tool.version} from Go modules"), \
+    with progress.step(f"building {tool.component} {tool.version} from Go modules",
+                       log_file=gobuild.log_path(cache, tool.module)), \
             building(folders["build"]) as tmp:
         module_dir = tool.prepare(cache, tmp) if tool.prepare else tool.recipe
         out = tmp / ".bin"

@@ -54,6 +54,26 @@ def rollout_state(api: client.ApiClient, namespace: str) -> dict[str, object]:
     }
 
 
+def only_restricted_pods_are_admitted(api: client.ApiClient, namespace: str) -> None:
+    """The chart's pods were admitted under Pod Security "restricted"; a pod spec that is
+    not (the same image, no securityContext) is refused at admission, nothing created."""
+    core = client.CoreV1Api(api)
+    labels = core.read_namespace(namespace).metadata.labels
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted", labels
+    loose = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="not-restricted"),
+        spec=client.V1PodSpec(containers=[client.V1Container(
+            name="model", image=f"rollout-harness/model-server:{OLD}")]))
+    with pytest.raises(client.exceptions.ApiException) as refused:
+        core.create_namespaced_pod(namespace, loose)
+    assert refused.value.status == 403, refused.value
+    message = json.loads(refused.value.body)["message"]
+    assert 'violates PodSecurity "restricted:latest"' in message, message
+    assert "runAsNonRoot != true" in message, message
+    names = [p.metadata.name for p in core.list_namespaced_pod(namespace).items]
+    assert "not-restricted" not in names
+
+
 @pytest.mark.parametrize("source", ["folder", "repo"])
 def test_up_upgrade_refresh_preview_down(source: str, stack: ModelStack,
                                          api: client.ApiClient, settings: Settings):
@@ -61,6 +81,8 @@ def test_up_upgrade_refresh_preview_down(source: str, stack: ModelStack,
     with startup.chart_repository(settings.replace("deploy", chart_source=source), stack,
                                   (OLD, NEW)) as repo:
         first = stack.up(OLD, chart_repo=repo)
+        if source == "folder":
+            only_restricted_pods_are_admitted(api, namespace)
         state = rollout_state(api, namespace)
         assert state["image"] == f"rollout-harness/model-server:{OLD}"
         assert state["ready"] == settings.deploy.replicas

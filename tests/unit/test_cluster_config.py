@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from harness import cluster, errors, progress
+from harness import cluster, errors, procs, progress
 from harness.settings import ClusterSettings, ToolchainSettings
 from harness.toolchain import rootfs
 from harness.toolchain.cache import Cache
@@ -53,7 +53,7 @@ def test_the_host_port_defaults_to_a_free_one_picked_per_cluster():
     import socket
 
     assert ClusterSettings().host_port == 0
-    picked = cluster.free_port()
+    picked = procs.free_port()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", picked))  # nothing holds it
 
@@ -82,7 +82,7 @@ def test_three_services_need_three_node_ports():
 
 
 def test_free_ports_are_different_and_avoid_the_taken_one():
-    picked = cluster.free_ports(3, taken=cluster.free_port())
+    picked = procs.free_ports(3, taken=procs.free_port())
     assert len(set(picked)) == 3
 
 

@@ -14,7 +14,7 @@ from model_server import model, testing, train
 
 from harness import canary_judge, errors, pairing, resources
 from harness.canary_judge import JudgeLimits, PairedOutcome
-from harness.cluster import free_port
+from harness.procs import free_port
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -373,6 +373,8 @@ def test_explicit_image_tag_is_honoured(local: Any) -> pulumi.Output[Any]:
 def test_everything_goes_into_the_configured_namespace(local: Any) -> pulumi.Output[Any]:
     def check(r: Rollout) -> None:
         assert [ns["metadata"]["name"] for ns in r.objects("Namespace")] == ["models-a"]
+        labels = r.objects("Namespace")[0]["metadata"]["labels"]
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
         assert r.template_opts[0]["namespace"] == "models-a"
         chart_objects = [(typ, state) for typ, _, state in r.states
                          if typ.split(":")[-1] not in CLUSTER_SCOPED]

@@ -540,6 +540,18 @@ class ModelConfig:
         return explicit.get(dotted, default)
 
 
+POD_SECURITY_LABELS = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+    "pod-security.kubernetes.io/warn": "restricted",
+    "pod-security.kubernetes.io/warn-version": "latest",
+}
+"""The namespace this program makes admits only pods that meet Pod Security "restricted":
+the chart is written to it, and a regression (a dropped securityContext, a root user)
+must stop the rollout at admission rather than deploy silently. An adopted namespace
+keeps the labels its owners gave it."""
+
+
 def deploy(config: ModelConfig) -> None:
     """Creates the namespace and the chart's releases, and exports the rollout's state.
 
@@ -554,7 +566,8 @@ def deploy(config: ModelConfig) -> None:
     else:
         namespace = k8s.core.v1.Namespace(
             "namespace",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=config.namespace),
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=config.namespace,
+                                                labels=POD_SECURITY_LABELS),
         )
     pulumi.export("namespace", namespace.metadata.apply(lambda m: _field(m, "name")))
     for release in config.releases():
