@@ -10,6 +10,7 @@ requests it took to decide, and the run time.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import html
 import json
@@ -21,8 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import progress, startup, verify
-from harness.controls import FROM_VERSION, Control, named
+from harness import canary, errors, progress, startup, verify
+from harness import canary_evidence as ce
+from harness.controls import FROM_VERSION, AnyControl, CanaryControl, Control, named
 from harness.settings import GateSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ class Run:
 class Row:
     """One control's runs and what they add up to."""
 
-    control: Control
+    control: AnyControl
     runs: tuple[Run, ...]
 
     @property
@@ -59,10 +61,12 @@ class Row:
     def figures(self) -> dict[str, object]:
         failures = [run.failures for run in self.runs]
         lo, hi = self.interval
+        c = self.control
+        setup: dict[str, object] = (
+            {"values": dict(c.values), "traffic": dict(c.traffic)} if isinstance(c, Control)
+            else {"canary": True, "decision": c.decision})
         return {
-            "control": self.control.name, "to_version": self.control.to_version,
-            "values": dict(self.control.values), "traffic": dict(self.control.traffic),
-            "expected": self.control.expected,
+            "control": c.name, "to_version": c.to_version, **setup, "expected": c.expected,
             "runs": len(self.runs), "verdicts": dict(Counter(r.outcome for r in self.runs)),
             "rate": round(self.hits / len(self.runs), 3) if self.runs else None,
             "interval": [round(lo, 3), round(hi, 3)],
@@ -72,6 +76,7 @@ class Row:
             if self.runs else None,
             "median_seconds": round(statistics.median(r.seconds for r in self.runs), 1)
             if self.runs else None,
+            "summaries": [r.summary for r in self.runs],
         }
 
 
@@ -96,7 +101,10 @@ def calibrate(settings: Settings) -> list[Row]:
     folder = settings.gate.report_dir.resolve()
     versions = (FROM_VERSION, *dict.fromkeys(c.to_version for c in chosen))
     results: dict[str, list[Run]] = {c.name: [] for c in chosen}
-    with startup.prepared(settings, versions) as ready:
+    tracks = any(isinstance(c, CanaryControl) for c in chosen)
+    if tracks:
+        canary.check(settings)
+    with startup.prepared(settings, versions, tracks=tracks) as ready:
         for round_ in range(1, runs + 1):
             for control in chosen:
                 run = _run(settings, ready, control, folder / control.name / str(round_))
@@ -121,8 +129,34 @@ def rehearse(settings: Settings, ready: startup.Prepared, control: Control,
     return verify.rehearsal(dataclasses.replace(settings, deploy=deploy, gate=gate), ready)
 
 
-def _run(settings: Settings, ready: startup.Prepared, control: Control, folder: Path) -> Run:
+def canary_run(settings: Settings, ready: startup.Prepared, control: CanaryControl,
+               report_dir: Path) -> canary.Result:
+    """One canary run of `control` on a prepared cluster, from nothing back to nothing: the
+    canary's default analysis, stable FROM_VERSION, the control's candidate."""
+    settings = settings.replace("canary", stable=FROM_VERSION, candidate=control.candidate
+                                ).replace("gate", report_dir=report_dir)
+    try:
+        return canary.run(settings, ready)
+    finally:  # the next run starts from nothing
+        with contextlib.suppress(errors.HarnessError):
+            ready.stack.configured(settings).down()
+
+
+CANARY_OUTCOMES = {0: "pass", 1: "fail", 3: "inconclusive"}
+"""A canary's exit code as a verdict: promoted, aborted (or a promote that failed),
+inconclusive; any other is a harness error."""
+
+
+def _run(settings: Settings, ready: startup.Prepared, control: AnyControl,
+         folder: Path) -> Run:
     started = time.monotonic()
+    if isinstance(control, CanaryControl):
+        run = canary_run(settings, ready, control, folder).run
+        # the canary's own requests in the judged intervals, and those of them that failed
+        requests, failed = ce.counts([r for iv in run.intervals for r in iv.live[ce.CANARY]],
+                                     run.limits.slo_ms)
+        return Run(CANARY_OUTCOMES.get(run.exit_code, "error"), requests, failed,
+                   round(time.monotonic() - started, 1), run.summary())
     v = rehearse(settings, ready, control, folder).verdict
     return Run(v.outcome, v.figures.requests, v.figures.failures,
                round(time.monotonic() - started, 1), v.summary())

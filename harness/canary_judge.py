@@ -294,8 +294,8 @@ def latency(canary: Sequence[Request], baseline: Sequence[Request],
     for a metric whose direction is "increase". Fewer than `min_samples` successful
     requests on either side: no data.
     """
-    canary_ms = [r.latency_ms - r.lag_ms for r in canary if r.ok]
-    baseline_ms = [r.latency_ms - r.lag_ms for r in baseline if r.ok]
+    canary_ms = [r.answer_ms for r in canary if r.ok]
+    baseline_ms = [r.answer_ms for r in baseline if r.ok]
     sides = (f"canary p50 {_ms(percentile(canary_ms, 50))} p99 "
              f"{_ms(percentile(canary_ms, 99))} vs baseline p50 "
              f"{_ms(percentile(baseline_ms, 50))} p99 {_ms(percentile(baseline_ms, 99))} "

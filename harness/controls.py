@@ -4,8 +4,11 @@ A gate shown only to pass proves nothing. Each control is a real rollout of
 the bundled model — a bad chart setting or a misbehaving build — with the
 verdict a sound gate must give. They run with the gate's default settings
 (traffic, thresholds): a control that fails only under a special load proves
-the load, not the gate users run. `make test` runs each once; `calibrate`
-runs each N times and reports the rate with its confidence interval.
+the load, not the gate users run. The canary has its own: candidates whose
+right decision (promote or abort) is known, each for one metric, and an A/A
+run whose abort would be a false alarm; they run with the canary's default
+analysis. `make test` runs each once; `calibrate` runs each N times and
+reports the rate with its confidence interval.
 """
 
 from __future__ import annotations
@@ -82,18 +85,66 @@ CONTROLS: tuple[Control, ...] = (
             values={"gracefulDrain": {"preStop": False}}),
 )
 
-BY_NAME = {control.name: control for control in CONTROLS}
 
 
-def named(names: str) -> tuple[Control, ...]:
-    """Controls from a comma-separated list ("all" for every one), in table order."""
+@dataclass(frozen=True)
+class CanaryControl:
+    """A canary run (harness/canary.py) of a candidate beside stable FROM_VERSION, whose
+    right decision is known; expected "pass" is a promote, "fail" an abort."""
+
+    name: str
+    candidate: str
+    expected: Literal["pass", "fail"]
+    why: str
+    metric: str | None = None
+    """The metric that must decide an abort, and how it must classify."""
+    classification: str | None = None
+    says: tuple[str, ...] = ()
+    """Texts the decision's reason must hold."""
+
+    @property
+    def to_version(self) -> str:
+        return self.candidate
+
+    @property
+    def decision(self) -> str:
+        return "promote" if self.expected == "pass" else "abort"
+
+
+CANARY_CONTROLS: tuple[CanaryControl, ...] = (
+    CanaryControl("canary-promote", "1.1.0", "pass", "the next version, as good and as fast"),
+    CanaryControl("canary-flaky", "1.1.0-flaky", "fail", "a candidate answering 500 to some "
+                  "inputs: any failed canary request is critical", "errors", "high",
+                  ("critical", "HTTP 500")),
+    CanaryControl("canary-degraded", "1.1.0-degraded", "fail", "a worse model that serves "
+                  "without an error: only the paired accuracy check sees it", "accuracy", "low",
+                  ("baseline 1.00", "McNemar p=")),
+    CanaryControl("canary-slow", "1.1.0-slow", "fail", "a candidate 20 ms slower on every "
+                  "prediction, within the SLO: only the latency comparison sees it", "latency",
+                  "high", ("canary slower",)),
+    CanaryControl("canary-aa", "1.0.0-rebuilt", "pass", "A/A: the stable build under another "
+                  "tag; an abort is a false alarm"),
+)
+
+AnyControl = Control | CanaryControl
+
+EVERY: tuple[AnyControl, ...] = (*CONTROLS, *CANARY_CONTROLS)
+
+BY_NAME: dict[str, AnyControl] = {control.name: control for control in EVERY}
+
+
+def named(names: str) -> tuple[AnyControl, ...]:
+    """Controls from a comma-separated list, in table order: "all" for every one, "gate"
+    for the rollout controls, "canary" for the canary's."""
     from harness import errors
 
-    if names == "all":
-        return CONTROLS
+    groups: dict[str, tuple[AnyControl, ...]] = {
+        "all": EVERY, "gate": CONTROLS, "canary": CANARY_CONTROLS}
+    if names in groups:
+        return groups[names]
     wanted = [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in wanted if n not in BY_NAME]
     if unknown or not wanted:
         raise errors.UsageError(f"no control named {', '.join(unknown) or repr(names)}; "
-                                f"controls: {', '.join(BY_NAME)}")
-    return tuple(c for c in CONTROLS if c.name in wanted)
+                                f"controls: {', '.join(BY_NAME)} (or all, gate, canary)")
+    return tuple(c for c in groups["all"] if c.name in wanted)

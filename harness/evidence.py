@@ -72,6 +72,12 @@ class Request:
     its client spent still waiting for its previous answer. It tells a slow pod from a
     request that only queued behind one."""
 
+    @property
+    def answer_ms(self) -> float:
+        """From the moment the request went out to its answer: the release's latency, without
+        the client's own wait (which the failed-request rule judges, as "queued")."""
+        return self.latency_ms - self.lag_ms
+
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Request:
         return cls(float(record["t"]), float(record["latency_ms"]), int(record["status"]),

@@ -454,7 +454,8 @@ class CalibrateSettings:
         help="runs of each control, interleaved round by round")
     controls: str = option(
         "all", flag="--controls", commands=("calibrate",), metavar="NAMES",
-        help="comma-separated control names (see harness/controls.py), or all")
+        help="comma-separated control names (see harness/controls.py), or all, gate "
+             "(the rollout controls) or canary (the canary's)")
 
 
 def percent(raw: Any, name: str) -> float:

@@ -142,10 +142,10 @@ def judge(requests: Sequence[Request], lives: Sequence[PodLife], plan: Plan, mar
         errors=dict(Counter(why for _, why in causes)),
         completed=completed,
         rate_achieved=_rate(requests),
-        p50_baseline_ms=percentile([r.latency_ms for r in before if r.ok], 50),
-        p99_baseline_ms=percentile([r.latency_ms for r in before if r.ok], 99),
-        p99_rollout_ms=percentile([r.latency_ms for r in during if r.ok], 99),
-        p99_after_ms=percentile([r.latency_ms for r in after if r.ok], 99),
+        p50_baseline_ms=percentile([r.answer_ms for r in before if r.ok], 50),
+        p99_baseline_ms=percentile([r.answer_ms for r in before if r.ok], 99),
+        p99_rollout_ms=percentile([r.answer_ms for r in during if r.ok], 99),
+        p99_after_ms=percentile([r.answer_ms for r in after if r.ok], 99),
         longest_gap_seconds=_longest_gap(requests, marks.started, window_end),
         replaced_pods=len(replaced),
         attributions=tuple(attribute(causes, lives)),
@@ -360,6 +360,10 @@ def _timeline(gaps: Sequence[WatchGap], requests: Sequence[Request], marks: Mark
 
 
 def _latency(plan: Plan, f: Figures) -> Check:
+    """The p99 of the answers' own time (`Request.answer_ms`) during the rollout against
+    the one before. A client's wait behind its previous answer is left out: a slow answer
+    is counted once, as itself, and a load generator that fell behind is the failed-request
+    rule's to report (INCONCLUSIVE), not a slower release."""
     name = "latency within budget"
     if f.p99_baseline_ms is None or f.p99_rollout_ms is None:
         return Check(name, "inconclusive", "no successful requests to measure before or during")

@@ -48,7 +48,12 @@ def test_a_pass_control_counts_passes():
 def test_controls_are_chosen_by_name_in_table_order():
     chosen = controls.named("flaky,drain-off")
     assert [c.name for c in chosen] == ["drain-off", "flaky"]
-    assert controls.named("all") == controls.CONTROLS
+    assert controls.named("all") == (*controls.CONTROLS, *controls.CANARY_CONTROLS)
+    assert controls.named("gate") == controls.CONTROLS
+    assert [c.name for c in controls.named("canary")] == [
+        "canary-promote", "canary-flaky", "canary-degraded", "canary-slow", "canary-aa"]
+    assert [c.name for c in controls.named("canary-aa,rolling-update")] == [
+        "rolling-update", "canary-aa"]
     with pytest.raises(errors.UsageError, match="no control named nope; controls: "):
         controls.named("nope")
 
@@ -94,3 +99,51 @@ def test_every_control_names_checks_that_exist_and_causes_the_verdict_gives():
             assert any(n.startswith(prefix) for n in names), (control.name, prefix)
         assert control.causes <= given, control.name
         assert not control.traffic or control.expected != "pass", "a pass needs the defaults"
+
+
+def _canary_result(code: int, canary_requests: list[Any]) -> Any:
+    interval = SimpleNamespace(live={"canary": canary_requests, "baseline": []})
+    run_ = SimpleNamespace(exit_code=code, intervals=(interval,), limits=SimpleNamespace(
+        slo_ms=1000.0), summary=lambda: f"exit {code}")
+    return SimpleNamespace(run=run_)
+
+
+@pytest.mark.parametrize(("code", "outcome"), [(0, "pass"), (1, "fail"), (3, "inconclusive"),
+                                               (2, "error")])
+def test_a_canary_control_runs_the_canary_from_nothing_back_to_nothing(
+        code: int, outcome: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """Stable 1.0.0, the control's candidate, the canary's defaults; the stack goes after;
+    the run's exit code is its verdict, and the canary's own failed requests are counted."""
+    from harness.evidence import Request
+
+    seen: list[Settings] = []
+    downs: list[str] = []
+
+    class Stack:
+        def configured(self, settings: Settings) -> Any:
+            return SimpleNamespace(down=lambda: downs.append(settings.canary.candidate))
+
+    answers = [Request(0, 2, 200, None, "1.1.0-flaky", True),
+               Request(1, 2, 500, "HTTP 500", "1.1.0-flaky", False)]
+
+    def fake_run(settings: Settings, ready: Any) -> Any:
+        seen.append(settings)
+        return _canary_result(code, answers)
+
+    monkeypatch.setattr(calibrate.canary, "run", fake_run)
+    ready: Any = SimpleNamespace(stack=Stack())
+    got = calibrate._run(Settings(), ready, controls.BY_NAME["canary-flaky"], tmp_path / "f")
+    (used,) = seen
+    assert (used.canary.stable, used.canary.candidate) == ("1.0.0", "1.1.0-flaky")
+    assert used.canary == dataclasses.replace(Settings().canary, stable="1.0.0",
+                                              candidate="1.1.0-flaky")
+    assert used.gate.report_dir == tmp_path / "f"
+    assert downs == ["1.1.0-flaky"]
+    assert (got.outcome, got.requests, got.failures, got.summary) == (
+        outcome, 2, 1, f"exit {code}")
+
+
+def test_a_canary_row_counts_promotes_for_a_promote_control():
+    row = calibrate.Row(controls.BY_NAME["canary-aa"], (run("pass"), run("fail"), run("pass")))
+    assert row.hits == 2
+    assert row.figures()["decision"] == "promote" and row.figures()["canary"] is True

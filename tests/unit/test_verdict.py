@@ -164,6 +164,23 @@ def test_latency_beyond_its_budget_fails():
     assert "budget 105.0 ms" in next(c.detail for c in verdict.checks if c.name.startswith("lat"))
 
 
+def test_the_latency_budget_judges_answers_not_the_clients_own_wait():
+    """Two rollouts at once on two cores: the load generator sent 1 % of its requests up to
+    1.9 s late with every answer fast. Those are judged by the failed-request rule
+    (INCONCLUSIVE: the load fell behind); the p99 is the answers' own, not the wait's."""
+    requests = [dataclasses.replace(r, latency_ms=1205.0, lag_ms=1200.0)
+                if T0 <= r.t <= T0 + 24 and i % 50 == 0 else r
+                for i, r in enumerate(traffic())]
+    verdict = decide(requests, rolling_lives(), PLAN, MARKS, FINAL)
+    assert outcome_of(verdict, "latency") == "pass"
+    assert outcome_of(verdict, "no failed requests") == "inconclusive"
+    assert verdict.outcome == "inconclusive"
+    # an answer that is slow itself still counts, lag or not
+    slow = [dataclasses.replace(r, latency_ms=1400.0, lag_ms=1200.0)
+            if T0 <= r.t <= T0 + 24 and i % 50 == 0 else r for i, r in enumerate(traffic())]
+    assert outcome_of(decide(slow, rolling_lives(), PLAN, MARKS, FINAL), "latency") == "fail"
+
+
 def test_latency_within_budget_passes():
     requests = [dataclasses.replace(r, latency_ms=90.0) if T0 <= r.t <= T0 + 24 else r
                 for r in traffic()]
