@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HARNESS := $(BIN)/rollout-harness
 PYTEST := $(BIN)/pytest
 
-.PHONY: help setup helm toolchain toolchain-check cluster-up cluster-down verify rehearse canary calibrate rollout down test lint unit e2e mutation bench clean
+.PHONY: help setup helm toolchain toolchain-check cluster-up cluster-down verify rehearse canary calibrate rollout down test test-canary lint unit e2e mutation bench clean
 
 OLD ?= 1.0.0
 NEW ?= 1.1.0
@@ -26,6 +26,7 @@ help:
 	@echo "                 rate with its 95% interval per control; table in ./calibration"
 	@echo "make rollout     deploy OLD, then roll out NEW with the Pulumi program (no traffic)"
 	@echo "make test        lint, unit tests, then e2e tests on a real kind cluster"
+	@echo "make test-canary the canary's five controls once each on a real cluster (about 15 min)"
 	@echo "make toolchain   docker, kind, node image (built from Go modules if needed)"
 	@echo "make cluster-up  a kind cluster from the toolchain; make cluster-down deletes it"
 	@echo "make mutation    mutation testing of the verdict (harness/verdict.py): survivors listed"
@@ -86,7 +87,11 @@ unit: helm
 	$(PYTEST) tests/unit -q
 
 e2e: toolchain
-	$(PYTEST) tests/e2e -m e2e -v --durations=0
+	$(PYTEST) tests/e2e -m "e2e and not canary" -v --durations=0
+
+# the canary's controls, once each, on a real cluster (not yet inside make test's budget)
+test-canary: toolchain
+	$(PYTEST) tests/e2e/test_canary.py -m e2e -v --durations=0
 
 test: lint unit e2e
 

@@ -23,7 +23,7 @@ from harness.controls import CANARY_CONTROLS, FROM_VERSION, CanaryControl
 from harness.deploy import ModelStack
 from harness.settings import Settings
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.canary]
 
 
 @pytest.mark.parametrize("case", CANARY_CONTROLS, ids=[c.name for c in CANARY_CONTROLS])
