@@ -275,16 +275,8 @@ def _end(stack: ModelStack, settings: Settings, repo: str | None,
     if decision.outcome == "promote":
         progress.say(f"promoting: rolling stable {c.stable} -> {c.candidate} under the same "
                      "traffic; the canary and baseline go")
-        try:
-            stack.up(c.candidate, values, chart_repo=repo)
-        except errors.DeployError as e:
-            progress.say(f"the promote failed; rolling back to {c.stable}")
-            try:
-                stack.up(c.stable, values, chart_repo=repo)
-            except errors.DeployError as again:
-                return "promote", f"{e}; the rollback failed too: {again}"
-            return "promote", str(e)
-        return "promote", None
+        error, _ = stack.up_or_roll_back(c.candidate, c.stable, values, repo, "promote")
+        return "promote", error
     progress.say(f"removing the canary and baseline; stable stays at {c.stable}")
     try:
         stack.up(c.stable, values, chart_repo=repo)

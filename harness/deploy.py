@@ -119,6 +119,22 @@ class ModelStack:
         return Outcome(version, _plain(result.outputs), dict(result.summary.resource_changes or {}),
                        round(time.monotonic() - started, 1), timer.seconds)
 
+    def up_or_roll_back(self, version: str, previous: str, values: Mapping[str, Any],
+                        chart_repo: str | None, what: str) -> tuple[str | None, bool]:
+        """`up` to `version` under traffic; if that fails, `up` back to `previous`, so the
+        traffic goes on meeting a served model. Returns (the error, or None; whether the
+        rollback worked), for a verdict that says both."""
+        try:
+            self.up(version, values, chart_repo=chart_repo)
+        except errors.DeployError as e:
+            progress.say(f"the {what} failed; rolling back to {previous}")
+            try:
+                self.up(previous, values, chart_repo=chart_repo)
+            except errors.DeployError as again:
+                return f"{e}; the rollback failed too: {again}", False
+            return str(e), True
+        return None, False
+
     def check_namespace(self) -> None:
         """On a cluster the harness did not make: refuse a namespace the stack did not
         create (harness/target.py). Before any refresh, which would take in whatever

@@ -121,15 +121,10 @@ def _upgrade(stack: ModelStack, settings: Settings, repo: str | None) -> Marks:
     gate, values = settings.gate, settings.deploy.values
     started = time.time()
     progress.say(f"upgrading {gate.from_version} -> {gate.to_version} under traffic")
-    try:
-        stack.up(gate.to_version, values, chart_repo=repo)
-    except errors.DeployError as e:
-        progress.say(f"the upgrade failed; rolling back to {gate.from_version}")
-        try:
-            stack.up(gate.from_version, values, chart_repo=repo)
-        except errors.DeployError as again:
-            return Marks(started, None, 0.0, f"{e}; the rollback failed too: {again}", False)
-        return Marks(started, None, 0.0, str(e), True)
+    error, rolled_back = stack.up_or_roll_back(gate.to_version, gate.from_version, values,
+                                               repo, "upgrade")
+    if error is not None:
+        return Marks(started, None, 0.0, error, rolled_back)
     return Marks(started, time.time(), 0.0)
 
 

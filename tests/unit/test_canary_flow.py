@@ -22,6 +22,7 @@ from harness import canary, errors, pairing
 from harness import canary_evidence as ce
 from harness.canary_judge import JudgeLimits
 from harness.cluster import Cluster
+from harness.deploy import ModelStack
 from harness.evidence import FinalState, Request, Tally
 from harness.settings import Settings
 from harness.startup import Prepared
@@ -54,6 +55,8 @@ class FakeStack:
         if key in self.fail:
             raise errors.DeployError(self.fail[key])
         self.state.append((time.time(), version, candidate))
+
+    up_or_roll_back = ModelStack.up_or_roll_back  # the real one, over the fake `up`
 
     def at(self, t: float) -> tuple[str, str | None]:
         now = ("", None)
