@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -359,9 +360,11 @@ def check_values(settings: Settings, helm: Path, version: str, scratch: Path) ->
     """The run's --set values rendered into the chart as shipped, before anything is
     built or created: a value its schema refuses is a usage error (exit 64)."""
     config = model_config(settings, version, settings.deploy.values, CHART_DIR, None, None)
-    try:
-        render(helm, CHART_DIR, config.chart_values(), config.namespace,
-               scratch / "values-check.json")
+    scratch.mkdir(parents=True, exist_ok=True)
+    try:  # a file of its own: runs on other cluster names check their values at the same time
+        with tempfile.TemporaryDirectory(prefix="values-check-", dir=scratch) as tmp:
+            render(helm, CHART_DIR, config.chart_values(), config.namespace,
+                   Path(tmp) / "values.json")
     except errors.DeployError as e:
         said = [part[2:] for part in str(e).split(" / ") if part.startswith("- at ")]
         raise errors.UsageError(f"--set values rejected by the chart's schema, nothing was "

@@ -264,3 +264,28 @@ def test_make_canary_passes_old_and_new():
     makefile = (Path(__file__).parents[2] / "Makefile").read_text()
     assert ("$(HARNESS) canary --stable $(OLD) --candidate $(NEW) --report-dir $(REPORT) "
             "$(ARGS)") in makefile
+
+
+def test_runs_checking_values_at_once_each_get_their_own_error(tmp_path: Path):
+    """Two runs on other cluster names check their --set values at the same moment: each
+    is told about its own (they once shared one file, and swapped errors)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from harness import deploy, errors, toolchain
+    from harness.settings import Settings, chart_values
+
+    wrong = {"strategy.type=BlueGreen": "'/strategy/type'", "replicas=2": "'replicas'"}
+    helm = toolchain.ensure_tool(Settings.from_env(), "helm") / "helm"
+
+    def check(assignment: str) -> str:
+        settings = Settings.from_env().replace(
+            "deploy", values=chart_values([assignment], "--set"))
+        with pytest.raises(errors.UsageError) as refused:
+            deploy.check_values(settings, helm, "1.0.0", tmp_path)
+        return str(refused.value)
+
+    with ThreadPoolExecutor(8) as pool:
+        said = list(pool.map(check, list(wrong) * 6))
+    for assignment, message in zip(list(wrong) * 6, said, strict=True):
+        assert wrong[assignment] in message, (assignment, message)
+    assert list(tmp_path.iterdir()) == []
