@@ -47,6 +47,7 @@ BINARY_TOOLS = (
     kubernetes.ETCD,
     kubernetes.COREDNS,
     kubernetes.PAUSE,
+    kubernetes.CRICTL,
     pulumi.PULUMI,
     pulumi.PROVIDER,
     helm.HELM,

@@ -2,7 +2,7 @@
 
 `kind build node-image` cannot run offline (it pulls component images from
 inside its build container), so the same steps are done here: start the
-node base image, copy the Kubernetes binaries in, write /kind/version, start
+node base image, copy the Kubernetes binaries and crictl in, write /kind/version, start
 containerd, import the component images into its k8s.io namespace, stop it,
 and commit. The tag holds the Kubernetes version and a hash of everything
 that went in, so a warm run finds it and builds nothing.
@@ -40,7 +40,8 @@ BUILD_CONTAINER = "harness-node-image-build"
 def planned_tag(cache: Cache) -> str | None:
     """The tag a build from the current recipes would have, if its inputs are cached."""
     parts = [NODE_BASE.tag()]
-    for tool in (kubernetes.KUBERNETES, kubernetes.ETCD, kubernetes.COREDNS, kubernetes.PAUSE):
+    for tool in (kubernetes.KUBERNETES, kubernetes.ETCD, kubernetes.COREDNS, kubernetes.PAUSE,
+                 kubernetes.CRICTL):
         found = tool.found(cache)
         if found is None:
             return None
@@ -76,6 +77,7 @@ def build(cache: Cache, settings: ToolchainSettings) -> str:
     etcd = tools.ensure(cache, settings, kubernetes.ETCD)
     coredns = tools.ensure(cache, settings, kubernetes.COREDNS)
     pause = tools.ensure(cache, settings, kubernetes.PAUSE)
+    crictl = tools.ensure(cache, settings, kubernetes.CRICTL)
     tag = planned_tag(cache)
     assert tag is not None
     if containers.image_exists(tag):
@@ -100,13 +102,14 @@ def build(cache: Cache, settings: ToolchainSettings) -> str:
     components.ensure(cache, proxy, iptables_base=iptables_base)
     watch = Stopwatch()
     with progress.step(f"assembling node image {tag}", log_file=cache.log("node-image")):
-        _assemble(cache, base, kube, [i.ref for i in [*images, proxy]], tag)
+        _assemble(cache, base, kube, crictl, [i.ref for i in [*images, proxy]], tag)
     cache.record("node-image", source="build", version=versions.KUBERNETES,
                  seconds=watch.seconds, image=tag)
     return tag
 
 
-def _assemble(cache: Cache, base: str, kube: Path, refs: list[str], tag: str) -> None:
+def _assemble(cache: Cache, base: str, kube: Path, crictl: Path, refs: list[str],
+              tag: str) -> None:
     log_path = cache.log("node-image")
     log_path.unlink(missing_ok=True)
     with containers.build_container(BUILD_CONTAINER) as name:
@@ -116,6 +119,8 @@ def _assemble(cache: Cache, base: str, kube: Path, refs: list[str], tag: str) ->
         for binary in ("kubeadm", "kubelet", "kubectl"):
             containers.copy_in(kube / binary, name, f"/usr/bin/{binary}", log_path=log_path,
                                what=f"copying {binary} into the node image")
+        containers.copy_in(crictl / "crictl", name, "/usr/local/bin/crictl", log_path=log_path,
+                           what="copying crictl into the node image")
         _exec(name, log_path, "mkdir -p /kind && "
               f"printf '%s' {versions.KUBERNETES} > /kind/version")
         _exec(name, log_path, "(containerd > /var/log/build-containerd.log 2>&1 &) ; "

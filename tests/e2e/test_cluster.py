@@ -10,6 +10,7 @@ from kube_helpers import eventually, fresh_namespace, http_get_eventually, pod, 
 from kubernetes import client
 
 from harness import cluster as clusters
+from harness import startup
 from harness.settings import Settings
 from harness.toolchain import Toolchain
 
@@ -30,6 +31,23 @@ def test_node_runs_the_toolchain_image(cluster: clusters.Cluster, toolchain: Too
     image = subprocess.run(["docker", "inspect", "--format", "{{.Config.Image}}", container],
                            capture_output=True, text=True, check=True).stdout.strip()
     assert image == toolchain.node_image
+
+
+def test_an_image_the_node_has_is_not_loaded_again(cluster: clusters.Cluster,
+                                                   toolchain: Toolchain, settings: Settings):
+    """kind asks the node's crictl which images it has: without crictl in the node image
+    every load sent every image again (12 s for two versions, per rollout)."""
+    (container,) = clusters.node_containers(cluster.name)
+    startup.load_images(settings, cluster.name, toolchain, ("1.0.0",))
+    log_path = toolchain.cache.log("kind-load")
+    before = log_path.read_text()
+    startup.load_images(settings, cluster.name, toolchain, ("1.0.0",))
+    said = log_path.read_text()[len(before):]
+    assert 'Image: "rollout-harness/model-server:1.0.0"' in said, said
+    assert "found to be already present on all nodes" in said, said
+    listed = subprocess.run(["docker", "exec", container, "crictl", "images", "-q"],
+                            capture_output=True, text=True, check=True).stdout
+    assert listed.strip(), "crictl answers on the node"
 
 
 def test_a_pod_ip_that_no_longer_exists_stays_on_the_node(cluster: clusters.Cluster):

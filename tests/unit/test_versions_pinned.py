@@ -22,6 +22,7 @@ def required(module_dir: str, path: str) -> str:
     ("kubernetes", "k8s.io/kubernetes", versions.KUBERNETES),
     ("etcd", "go.etcd.io/etcd/server/v3", versions.ETCD),
     ("coredns", "github.com/coredns/coredns", versions.COREDNS),
+    ("cri-tools", "sigs.k8s.io/cri-tools", versions.CRI_TOOLS),
     ("helm", "helm.sh/helm/v3", versions.HELM),
     ("pulumi", "github.com/pulumi/pulumi/pkg/v3", versions.PULUMI),
     ("pulumi-kubernetes", "github.com/pulumi/pulumi-kubernetes/provider/v4",
