@@ -20,7 +20,7 @@ import logging
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,8 +126,13 @@ def _kind_cluster(settings: ClusterSettings, toolchain: Toolchain) -> KindCluste
         )
 
 
-def up(settings: ClusterSettings, toolchain: Toolchain, tracks: bool = False) -> Cluster:
+def up(settings: ClusterSettings, toolchain: Toolchain, tracks: bool = False,
+       meanwhile: Callable[[str], None] | None = None) -> Cluster:
     """A ready cluster: the healthy leftover of the same name, or a new one.
+
+    `meanwhile(name)` runs on a new cluster between its creation and the wait for it to
+    be ready: kind has started the node's containerd, so images can be loaded while the
+    kubelet and CoreDNS come up (loading takes about as long as that wait).
 
     A new cluster maps all three nodePorts (model, baseline, canary). A leftover
     made before canaries maps only the model's: it is reused all the same unless
@@ -186,6 +191,8 @@ def up(settings: ClusterSettings, toolchain: Toolchain, tracks: bool = False) ->
                     "output is above. Check `docker info` and that ports "
                     f"{ports} on 127.0.0.1 are free"
                 ) from e
+        if meanwhile is not None:
+            meanwhile(settings.name)
         with progress.step(f"waiting for cluster {settings.name} to be ready",
                            doing=lambda: readiness(kind.kubeconfig_path).problem):
             wait_ready(kind.kubeconfig_path, settings.ready_timeout)

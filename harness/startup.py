@@ -55,7 +55,7 @@ def prepared(settings: Settings, versions: Sequence[str] = (),
     cluster is deleted unless `settings.cluster.keep`. `tracks`: the cluster must map
     a canary's baseline and canary nodePorts to the host (see `cluster.up`)."""
     validate(settings, versions)
-    with stack_ready(settings, tracks) as stack, \
+    with stack_ready(settings, tracks, versions) as stack, \
             for_versions(settings, stack, versions) as ready:
         yield ready
 
@@ -83,10 +83,12 @@ def _on_target(settings: Settings) -> Iterator[ModelStack]:
 
 
 @contextlib.contextmanager
-def stack_ready(settings: Settings, tracks: bool = False) -> Iterator[ModelStack]:
+def stack_ready(settings: Settings, tracks: bool = False,
+                versions: Sequence[str] = ()) -> Iterator[ModelStack]:
     """The first half, for a cluster that serves many rollouts (the pytest plugin's
     session): the name's lock, the toolchain, the cluster and its stack for the block;
-    then the cluster goes unless kept."""
+    then the cluster goes unless kept. The images of `versions`, when known this early,
+    are loaded into a new cluster while it gets ready (for_versions then finds them)."""
     if target.wanted(settings):
         with _on_target(settings) as stack:
             yield stack
@@ -95,7 +97,8 @@ def stack_ready(settings: Settings, tracks: bool = False) -> Iterator[ModelStack
         with progress.phase("the toolchain check"):
             progress.say("checking the toolchain ...")
             tools, deploy_tools = toolchain.ensure_all(settings)
-        made = cluster.up(settings.cluster, tools, tracks)
+        made = cluster.up(settings.cluster, tools, tracks, meanwhile=lambda name: load_images(
+            settings, name, tools, versions))
         stack = ModelStack(settings, made, tools, deploy_tools)
         try:
             if made.created:
@@ -116,7 +119,7 @@ def for_versions(settings: Settings, stack: ModelStack,
     """The second half, per rollout: the images of `versions` loaded into the node and,
     with chart source "repo", the chart served on 127.0.0.1 for the block."""
     if stack.toolchain is not None:  # a target pulls its images itself
-        load_images(settings, stack.cluster, stack.toolchain, versions)
+        load_images(settings, stack.cluster.name, stack.toolchain, versions)
     with chart_repository(settings, stack, versions) as repo:
         yield Prepared(stack.cluster, stack, repo)
 
@@ -138,16 +141,17 @@ def lock_folder(settings: Settings) -> Path:
     return Cache(settings.cache_dir).state / "locks"
 
 
-def load_images(settings: Settings, made: Cluster, tools: Toolchain,
+def load_images(settings: Settings, cluster_name: str, tools: Toolchain,
                 versions: Sequence[str]) -> None:
-    """Build (unless built from the same sources) and `kind load` each version's image."""
+    """Build (unless built from the same sources) and `kind load` each version's image
+    (kind skips those the node has)."""
     if not versions:
         return
     with progress.step("building and loading the model images",
                        log_file=tools.cache.log("kind-load")):
         refs = [images.ensure(settings, tools.cache, version)
                 for version in dict.fromkeys(versions)]
-        images.load(made.name, tools.kind, refs, tools.cache)
+        images.load(cluster_name, tools.kind, refs, tools.cache)
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ NAME = "ml-model"
 @pytest.fixture
 def stack(settings: Settings, cluster: clusters.Cluster, toolchain: Toolchain,
           deploy_tools: DeployTools) -> Iterator[ModelStack]:
-    startup.load_images(settings, cluster, toolchain, (OLD, NEW))
+    startup.load_images(settings, cluster.name, toolchain, (OLD, NEW))
     model = ModelStack(settings, cluster, toolchain, deploy_tools)
     yield model
     with contextlib.suppress(errors.HarnessError):

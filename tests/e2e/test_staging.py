@@ -36,7 +36,7 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_rehearse_on_a_cluster_given_by_kubeconfig_and_url(
         settings: Settings, cluster: clusters.Cluster, toolchain: Toolchain,
         api: client.ApiClient, tmp_path: Path) -> None:
-    startup.load_images(settings, cluster, toolchain, (OLD, NEW))  # the team's registry push
+    startup.load_images(settings, cluster.name, toolchain, (OLD, NEW))  # the team's registry push
     kubeconfig = shutil.copy(cluster.kubeconfig, tmp_path / "staging.kubeconfig")
     where = ["--kubeconfig", str(kubeconfig), "--context", f"kind-{cluster.name}",
              "--url", cluster.base_url]
