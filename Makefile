@@ -83,8 +83,10 @@ lint: setup
 	$(BIN)/ruff check harness tests load images/model-server bench programs
 	$(BIN)/mypy
 
+# two workers, a test file to each: most unit tests wait on real servers and Locust, and
+# test_model_server_http.py's tests share one server, in order
 unit: helm
-	$(PYTEST) tests/unit -q
+	$(PYTEST) tests/unit -q -n 2 --dist loadfile
 
 e2e: toolchain
 	$(PYTEST) tests/e2e -m "e2e and not canary" -v --durations=0
