@@ -130,16 +130,23 @@ def rehearse(settings: Settings, ready: startup.Prepared, control: Control,
 
 
 def canary_run(settings: Settings, ready: startup.Prepared, control: CanaryControl,
-               report_dir: Path) -> canary.Result:
+               report_dir: Path, keep_stable: bool = False) -> canary.Result:
     """One canary run of `control` on a prepared cluster, from nothing back to nothing: the
-    canary's default analysis, stable FROM_VERSION, the control's candidate."""
+    canary's default analysis, stable FROM_VERSION, the control's candidate.
+    `keep_stable`: after an abort, stable FROM_VERSION stays deployed as the abort left
+    it, so the next run starts on it as a team's next canary would (and shows that an
+    abort leaves a stable to build on); anything else still ends in nothing."""
     settings = settings.replace("canary", stable=FROM_VERSION, candidate=control.candidate
                                 ).replace("gate", report_dir=report_dir)
+    result = None
     try:
-        return canary.run(settings, ready)
-    finally:  # the next run starts from nothing
-        with contextlib.suppress(errors.HarnessError):
-            ready.stack.configured(settings).down()
+        result = canary.run(settings, ready)
+        return result
+    finally:
+        if not (keep_stable and result is not None
+                and result.run.decision.outcome == "abort"):
+            with contextlib.suppress(errors.HarnessError):
+                ready.stack.configured(settings).down()
 
 
 CANARY_OUTCOMES = {0: "pass", 1: "fail", 3: "inconclusive"}

@@ -147,3 +147,36 @@ def test_a_canary_row_counts_promotes_for_a_promote_control():
     row = calibrate.Row(controls.BY_NAME["canary-aa"], (run("pass"), run("fail"), run("pass")))
     assert row.hits == 2
     assert row.figures()["decision"] == "promote" and row.figures()["canary"] is True
+
+
+@pytest.mark.parametrize(("decision", "taken_down"), [("abort", False), ("promote", True),
+                                                      ("inconclusive", True)])
+def test_keep_stable_leaves_only_what_an_abort_left(decision: str, taken_down: bool,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path):
+    """The e2e's aborts run one after the other on the stable the last one left; a
+    promote moved stable to the candidate, so it goes, as does any other end."""
+    downs: list[str] = []
+    ready: Any = SimpleNamespace(stack=SimpleNamespace(configured=lambda s: SimpleNamespace(
+        down=lambda: downs.append(s.canary.candidate))))
+
+    def fake_run(settings: Settings, ready: Any) -> Any:
+        result = _canary_result(1, [])
+        result.run.decision = SimpleNamespace(outcome=decision)
+        return result
+
+    monkeypatch.setattr(calibrate.canary, "run", fake_run)
+    control = controls.BY_NAME["canary-flaky"]
+    calibrate.canary_run(Settings(), ready, control, tmp_path, keep_stable=True)
+    assert downs == (["1.1.0-flaky"] if taken_down else [])
+    calibrate.canary_run(Settings(), ready, control, tmp_path)  # the default: always down
+    assert downs[-1:] == ["1.1.0-flaky"]
+
+    def broken(settings: Settings, ready: Any) -> Any:
+        raise calibrate.errors.DeployError("the canary could not be deployed")
+
+    monkeypatch.setattr(calibrate.canary, "run", broken)
+    downs.clear()
+    with pytest.raises(calibrate.errors.DeployError):
+        calibrate.canary_run(Settings(), ready, control, tmp_path, keep_stable=True)
+    assert downs == ["1.1.0-flaky"]
