@@ -463,6 +463,20 @@ def test_timeout_annotation_bounds_every_await(local: Any) -> pulumi.Output[Any]
 
 
 @runtime_test
+def test_only_the_services_skip_their_await(local: Any) -> pulumi.Output[Any]:
+    """A Service's await only waits out the provider's 10 s endpoint settle (and, for a
+    never-ready version, the whole timeout); the Deployment's proves the rollout."""
+
+    def check(r: Rollout) -> None:
+        skipping = {typ.rsplit(":", 1)[1] for typ, _, state in r.states
+                    if (state.get("metadata", {}).get("annotations") or {}).get(
+                        "pulumi.com/skipAwait") == "true"}
+        assert skipping == {"Service"}
+
+    return rollout(local(), check)
+
+
+@runtime_test
 def test_timeout_annotation_default(local: Any) -> pulumi.Output[Any]:
     def check(r: Rollout) -> None:
         annotations = r.one("Deployment")["metadata"]["annotations"]

@@ -66,6 +66,7 @@ TRACKS = (STABLE, BASELINE, CANARY)
 """The chart's ``track`` values, in the order ``ModelConfig.releases`` lists them."""
 
 TIMEOUT_ANNOTATION = "pulumi.com/timeoutSeconds"
+SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 
 CONFIG_KEYS = (
@@ -624,13 +625,20 @@ def _chart_opts(
 
 
 def _transformations(config: ModelConfig, namespace: pulumi.Resource) -> list[Any]:
-    """Bound every object's await; make every object wait for the namespace
-    (depends_on on the Chart component is not passed to its children).
+    """Bound every object's await; leave the Services' out; make every object
+    wait for the namespace (depends_on on the Chart component is not passed to
+    its children).
 
-    The bound goes on every object, not just the Deployment: the Service's
-    await also watches the pods it selects, and with a version that never gets
-    ready it would otherwise hold `pulumi up` for the provider's 10-minute
-    default, long after the Deployment's own await gave up.
+    The Deployment's await is what proves a rollout: every new pod ready, every
+    old one gone from the ReplicaSet. A Service's await adds nothing to it and
+    costs time: it waits for its endpoints to stay unchanged for 10 s after
+    their last change (the provider's fixed "settle"), so it ended every `up`
+    that created or relabelled the Service some seconds after the Deployment;
+    and with a version that never gets ready it held `pulumi up` until the
+    timeout, long after the Deployment's own await had failed on its progress
+    deadline, which delayed the rollback. Whoever needs the Service answering
+    waits for that itself (the gate and the canary do, before any traffic).
+    The bound still goes on every object.
     """
 
     def bound_await(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> None:
@@ -638,6 +646,8 @@ def _transformations(config: ModelConfig, namespace: pulumi.Resource) -> list[An
         obj["metadata"] = metadata
         annotations = metadata.get("annotations") or {}
         annotations[TIMEOUT_ANNOTATION] = str(config.timeout_seconds)
+        if obj.get("kind") == "Service":
+            annotations[SKIP_AWAIT_ANNOTATION] = "true"
         metadata["annotations"] = annotations
 
     def after_namespace(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> None:
