@@ -7,9 +7,9 @@ verdict a sound gate must give. They run with the gate's default settings
 the load, not the gate users run. The canary has its own: candidates whose
 right decision (promote or abort) is known, each for one metric, and an A/A
 run whose abort would be a false alarm; they run with the canary's default
-analysis. `make test` runs each rollout control once (the canary's, for now,
-`make test-canary`); `calibrate` runs each N times and reports the rate with
-its confidence interval.
+analysis. `make test` runs each control once, the canary's included;
+`calibrate` runs each N times and reports the rate with its confidence
+interval.
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@ the pytest plugin from the team's own project, outside this checkout.
 The team's suite is two lines per test; its good rollout must pass and the same
 rollout without graceful drain must fail *as a pytest failure* whose message is
 the verdict's summary and the report's path. The venv gets the wheel with its
-pinned dependencies from the index (pip's cache makes that about a minute) and
-pytest; nothing of the checkout is on its path. The cluster is the plugin's own,
-named with pytest-kind's --cluster-name, and gone afterwards.
+pinned dependencies from the index and pytest, installed by uv (a few seconds
+with its cache; pip took about 40); nothing of the checkout is on its path.
+The cluster is the plugin's own, named with pytest-kind's --cluster-name, and
+gone afterwards.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 import wheels
 from kube_helpers import leftovers
+from uv import find_uv_bin
 
 pytestmark = [pytest.mark.timeout(1500), pytest.mark.own_clusters]
 
@@ -48,11 +50,11 @@ def _pinned(name: str) -> str:
 def test_a_teams_suite_passes_a_good_rollout_and_fails_a_bad_one(tmp_path: Path) -> None:
     wheel = wheels.build(wheels.project_files(), tmp_path / "source", tmp_path / "dist")
     home = tmp_path / "venv"
-    venv.create(home, with_pip=True, symlinks=True)
+    venv.create(home, with_pip=False, symlinks=True)
     python = home / "bin" / "python"
     installed = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", str(wheel), _pinned("pytest")],
-        capture_output=True, text=True, timeout=600, check=False)
+        [find_uv_bin(), "pip", "install", "--quiet", "--python", str(python), str(wheel),
+         _pinned("pytest")], capture_output=True, text=True, timeout=600, check=False)
     assert installed.returncode == 0, installed.stderr
 
     project = tmp_path / "team"
