@@ -53,8 +53,10 @@ def test_a_teams_suite_passes_a_good_rollout_and_fails_a_bad_one(tmp_path: Path)
     venv.create(home, with_pip=False, symlinks=True)
     python = home / "bin" / "python"
     installed = subprocess.run(
-        [find_uv_bin(), "pip", "install", "--quiet", "--python", str(python), str(wheel),
-         _pinned("pytest")], capture_output=True, text=True, timeout=600, check=False)
+        # --system-certs: the index is trusted as pip trusts it (a proxy's CA included)
+        [find_uv_bin(), "pip", "install", "--quiet", "--system-certs", "--python", str(python),
+         str(wheel), _pinned("pytest")], capture_output=True, text=True, timeout=600,
+        check=False)
     assert installed.returncode == 0, installed.stderr
 
     project = tmp_path / "team"
