@@ -56,7 +56,7 @@ def prepared(settings: Settings, versions: Sequence[str] = (),
     a canary's baseline and canary nodePorts to the host (see `cluster.up`)."""
     validate(settings, versions)
     with stack_ready(settings, tracks, versions) as stack, \
-            for_versions(settings, stack, versions) as ready:
+            for_versions(settings, stack, versions, loaded=stack.cluster.created) as ready:
         yield ready
 
 
@@ -114,11 +114,12 @@ def stack_ready(settings: Settings, tracks: bool = False,
 
 
 @contextlib.contextmanager
-def for_versions(settings: Settings, stack: ModelStack,
-                 versions: Sequence[str]) -> Iterator[Prepared]:
+def for_versions(settings: Settings, stack: ModelStack, versions: Sequence[str],
+                 loaded: bool = False) -> Iterator[Prepared]:
     """The second half, per rollout: the images of `versions` loaded into the node and,
-    with chart source "repo", the chart served on 127.0.0.1 for the block."""
-    if stack.toolchain is not None:  # a target pulls its images itself
+    with chart source "repo", the chart served on 127.0.0.1 for the block. `loaded`:
+    stack_ready already loaded them while the new cluster got ready."""
+    if stack.toolchain is not None and not loaded:  # a target pulls its images itself
         load_images(settings, stack.cluster.name, stack.toolchain, versions)
     with chart_repository(settings, stack, versions) as repo:
         yield Prepared(stack.cluster, stack, repo)
