@@ -160,6 +160,22 @@ def test_flaky_build_fails_a_stable_fraction_of_inputs(
     assert {predict(good, b).status for b in bodies} == {200}
 
 
+def test_faults_follow_the_rows_not_the_json_spelling(
+    trained: dict[str, Path], holdout: list[dict[str, object]]
+) -> None:
+    flaky = make_app(trained["1.0.0-flaky"], flaky_rate=0.5)
+    statuses = []
+    for row in holdout:
+        values: list[float] = row["instance"]  # type: ignore[assignment]
+        compact = orjson.dumps({"instances": [values]})
+        spaced = json.dumps({"instances": [values]}, indent=2).encode()
+        ints = orjson.dumps({"instances": [[int(v) if v == int(v) else v for v in values]]})
+        answers = {predict(flaky, body).status for body in (compact, spaced, ints)}
+        assert len(answers) == 1, row
+        statuses += answers
+    assert set(statuses) == {200, 500}
+
+
 def test_stall_build_answers_a_stable_fraction_of_inputs_late(
     trained: dict[str, Path], holdout: list[dict[str, object]]
 ) -> None:

@@ -23,6 +23,7 @@ import zlib
 from collections.abc import Callable
 from typing import NamedTuple
 
+import numpy as np
 import orjson
 
 from model_server import metrics, model, train, versions
@@ -99,6 +100,9 @@ class App:
             int(settings.bad_body_rate * 10_000)
             if self.behaviour is versions.Behaviour.BAD_BODY
             else -1
+        )
+        self._misbehaves = (
+            max(self._flaky_threshold, self._stall_threshold, self._bad_body_threshold) >= 0
         )
         name = settings.model_name
         self._model_path = f"/v1/models/{name}".encode()
@@ -193,20 +197,35 @@ class App:
             )
         except model.InputError as e:
             return error(422, str(e))
-        if self._flaky_threshold >= 0 and zlib.crc32(body) % 10_000 < self._flaky_threshold:
+        predictions, delay = self._score(loaded, x)
+        if predictions is None:
             return error(500, "injected failure: this is a -flaky build")
-        predictions = loaded.predict(x)
-        if self._bad_body_threshold >= 0 and zlib.crc32(body) % 10_000 < self._bad_body_threshold:
-            predictions = predictions[:0]
-        stall = self._stall_threshold >= 0 and zlib.crc32(body) % 10_000 < self._stall_threshold
         return Response(
             200,
             orjson.dumps(
                 {"predictions": predictions, "model_version": self.version},
                 option=orjson.OPT_SERIALIZE_NUMPY,
             ),
-            delay=self.settings.stall_seconds if stall else self._slow_seconds,
+            delay=delay,
         )
+
+    def _score(self, loaded: model.Model, x: np.ndarray) -> tuple[np.ndarray | None, float]:
+        """Predictions for ``x`` as this build gives them, and how late to send them.
+
+        ``None``: the ``-flaky`` build fails these rows. Which rows misbehave is
+        decided by their values (crc32 of the float64 matrix), not by the JSON
+        spelling, so the same rows misbehave alike however a request writes them.
+        """
+        if not self._misbehaves:
+            return loaded.predict(x), self._slow_seconds
+        key = zlib.crc32(x.data) % 10_000
+        if key < self._flaky_threshold:
+            return None, 0.0
+        predictions = loaded.predict(x)
+        if key < self._bad_body_threshold:
+            predictions = predictions[:0]
+        stall = key < self._stall_threshold
+        return predictions, self.settings.stall_seconds if stall else self._slow_seconds
 
     def _model_status(
         self, method: bytes, content_type: bytes | None, body: bytes, loopback: bool
