@@ -61,22 +61,25 @@ def test_predict_answers_kserve_v1(
         (b"", JSON, 400, "malformed JSON"),
         (b'{"instances": [[1, 2]]}', b"text/plain", 415, "application/json"),
         (b'{"instances": [[1, 2]]}', None, 415, "got none"),
-        (b"[]", JSON, 422, "instances"),
-        (b'{"inputs": []}', JSON, 422, "instances"),
-        (b'{"instances": []}', JSON, 422, "[N, 13]"),
-        (b'{"instances": [[1, 2, 3]]}', JSON, 422, "got shape [1, 3]"),
-        (b'{"instances": [1, 2, 3]}', JSON, 422, "[N, 13]"),
-        (b'{"instances": [[1,2,3,4,5,6,7,8,9,10,11,12,13], [1]]}', JSON, 422, "differ in length"),
+        (b"[]", JSON, 400, "instances"),
+        (b"{}", JSON, 400, "instances"),
+        (b'{"inputs": {"x": [1]}}', JSON, 400, "columnar"),
+        (b'{"instances": [[1]], "inputs": [[1]]}', JSON, 400, "not both"),
+        (b'{"inputs": []}', JSON, 400, '"inputs" must have shape [N, 13]'),
+        (b'{"instances": []}', JSON, 400, "[N, 13]"),
+        (b'{"instances": [[1, 2, 3]]}', JSON, 400, "got shape [1, 3]"),
+        (b'{"instances": [1, 2, 3]}', JSON, 400, "[N, 13]"),
+        (b'{"instances": [[1,2,3,4,5,6,7,8,9,10,11,12,13], [1]]}', JSON, 400, "differ in length"),
         (
             b'{"instances": [["1","2","3","4","5","6","7","8","9","10","11","12","13"]]}',
             JSON,
-            422,
+            400,
             "only numbers",
         ),
-        (b'{"instances": [[true,2,3,4,5,6,7,8,9,10,11,12,13]]}', JSON, 422, "only numbers"),
-        (b'{"instances": [[null,2,3,4,5,6,7,8,9,10,11,12,13]]}', JSON, 422, "only numbers"),
+        (b'{"instances": [[true,2,3,4,5,6,7,8,9,10,11,12,13]]}', JSON, 400, "only numbers"),
+        (b'{"instances": [[null,2,3,4,5,6,7,8,9,10,11,12,13]]}', JSON, 400, "only numbers"),
         (b'{"instances": [[1e308,1e308,3,4,5,6,7,8,9,10,11,12,13]]}', JSON, 200, ""),
-        (b'{"instances": "x"}', JSON, 422, "[N, 13]"),
+        (b'{"instances": "x"}', JSON, 400, "[N, 13]"),
     ],
 )
 def test_bad_input_gets_4xx_naming_the_problem(
@@ -84,7 +87,8 @@ def test_bad_input_gets_4xx_naming_the_problem(
 ) -> None:
     response = predict(make_app(trained["1.0.0"]), body, content_type)
     assert response.status == status, response.body
-    assert message.encode() in response.body
+    if status != 200:
+        assert message in orjson.loads(response.body)["error"]
 
 
 def test_json_media_type_variants_are_accepted(
@@ -276,7 +280,7 @@ def test_drain_endpoint_only_from_loopback(trained: dict[str, Path]) -> None:
 def test_metrics_exposition(trained: dict[str, Path], holdout: list[dict[str, object]]) -> None:
     application = make_app(trained["1.0.0"])
     application.metrics.observe("predict", 200, 0.0007)
-    application.metrics.observe("predict", 422, 3.0)
+    application.metrics.observe("predict", 400, 3.0)
     _, response = application.handle(b"GET", b"/metrics", None, b"", False)
     text = response.body.decode()
     assert response.content_type.startswith(b"text/plain; version=0.0.4")

@@ -174,7 +174,7 @@ def test_predict_errors_name_their_pod(server: testing.ServerProcess) -> None:
     for body, content_type, status in (
         (BODY, "text/plain", 415),
         (b"{oops", "application/json", 400),
-        (b'{"instances": [[1]]}', "application/json", 422),
+        (b'{"instances": [[1]]}', "application/json", 400),
     ):
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
         conn.request("POST", PREDICT, body, {"Content-Type": content_type})

@@ -5,8 +5,14 @@ content type, body, whether the peer is loopback) and returns the route
 name for metrics and a ``Response``. No socket code here, so every status
 code is unit-testable and fuzzable without a server.
 
-Bad input never yields a 5xx: malformed JSON 400, wrong media type 415, a
-body of the wrong shape or type 422, unknown route 404, wrong method 405
+KServe v1 as its documents specify: ``GET /v1/models``, ``GET /v1/models/<m>``
+(200 ready, 503 not) and ``POST /v1/models/<m>:predict`` with
+``{"instances": rows}`` or ``{"inputs": rows}``, answered
+``{"predictions": [...], "model_version": "..."}``.
+
+Bad input never yields a 5xx: malformed JSON and a body of the wrong shape
+or type 400 (``{"error": ...}``, as KServe answers invalid input), wrong
+media type 415, unknown route or model 404, wrong method 405
 (oversized bodies get 413 from the transport, before the body is read).
 5xx are reserved for "not ready yet" (503), the ``-flaky`` build's injected
 failures (500), and genuine bugs (500, logged).
@@ -47,6 +53,10 @@ class Response(NamedTuple):
     ``-slow``)."""
 
 
+Handler = Callable[[bytes, bytes | None, bytes, bool], Response]
+"""A route's handler: (method, content type, body, loopback) -> response."""
+
+
 def error(status: int, message: str, headers: bytes = b"") -> Response:
     """A JSON error body ``{"error": message}``."""
     return Response(status, orjson.dumps({"error": message}), JSON, headers)
@@ -57,6 +67,11 @@ def _is_json(content_type: bytes | None) -> bool:
         return False
     media = content_type.partition(b";")[0].strip().lower()
     return media == JSON or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
+def _not_json(content_type: bytes | None) -> Response:
+    got = "none" if content_type is None else content_type.decode("latin-1")
+    return error(415, f"Content-Type must be application/json, got {got}")
 
 
 class App:
@@ -105,8 +120,6 @@ class App:
             max(self._flaky_threshold, self._stall_threshold, self._bad_body_threshold) >= 0
         )
         name = settings.model_name
-        self._model_path = f"/v1/models/{name}".encode()
-        self._predict_path = self._model_path + b":predict"
         self._healthz = orjson.dumps({"status": "alive"})
         self._version = orjson.dumps(
             {
@@ -119,12 +132,11 @@ class App:
                 "model_sha256": metadata["model_sha256"],
             }
         )
+        v1 = f"/v1/models/{name}".encode()
         # path -> (metrics route name, allowed methods, handler)
-        self._routes: dict[
-            bytes, tuple[str, bytes, Callable[[bytes, bytes | None, bytes, bool], Response]]
-        ] = {
-            self._predict_path: ("predict", b"POST", self._predict),
-            self._model_path: ("model", b"GET, HEAD", self._model_status),
+        self._routes: dict[bytes, tuple[str, bytes, Handler]] = {
+            v1 + b":predict": ("predict", b"POST", self._predict),
+            v1: ("model", b"GET, HEAD", self._model_status),
             b"/v1/models": ("models", b"GET, HEAD", self._models),
             b"/healthz": ("healthz", b"GET, HEAD", self._health),
             b"/readyz": ("readyz", b"GET, HEAD", self._ready),
@@ -142,6 +154,15 @@ class App:
             and self.behaviour is not versions.Behaviour.NEVER_READY
         )
 
+    @property
+    def not_ready_reason(self) -> str:
+        """Why readiness fails: ``draining``, ``model loading`` or ``never-ready build``."""
+        if self.draining:
+            return "draining"
+        if self.model is None:
+            return "model loading"
+        return "never-ready build"
+
     def handle(
         self,
         method: bytes,
@@ -154,13 +175,7 @@ class App:
         path = target.partition(b"?")[0] if b"?" in target else target
         route = self._routes.get(path)
         if route is None:
-            if path.startswith(b"/v1/models/"):
-                return "unknown", error(
-                    404,
-                    f"no model at {path.decode('latin-1')}; this server serves "
-                    f"/v1/models/{self.settings.model_name}",
-                )
-            return "unknown", error(404, f"no route {path.decode('latin-1')}")
+            return "unknown", self._not_found(path)
         name, allowed, handler = route
         verb = b"GET" if method == b"HEAD" else method
         if verb not in allowed.split(b", "):
@@ -175,28 +190,46 @@ class App:
             log.exception("bug answering %s %s", method, path)
             return name, error(500, "internal error")
 
+    def _not_found(self, path: bytes) -> Response:
+        text = path.decode("latin-1")
+        name = self.settings.model_name
+        if path.startswith(b"/v1/models/"):
+            return error(404, f"no model at {text}; this server serves /v1/models/{name}")
+        return error(404, f"no route {text}")
+
     def _predict(
         self, method: bytes, content_type: bytes | None, body: bytes, loopback: bool
     ) -> Response:
+        """KServe v1 predict: ``{"instances": rows}`` or ``{"inputs": rows}``."""
         if not _is_json(content_type):
-            got = "none" if content_type is None else content_type.decode("latin-1")
-            return error(415, f"Content-Type must be application/json, got {got}")
+            return _not_json(content_type)
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as e:
             return error(400, f"malformed JSON: {e}")
         loaded = self.model
         n = self.metadata["n_features"]
-        if type(payload) is not dict or "instances" not in payload:
-            return error(422, f'body must be {{"instances": [[{n} numbers], ...]}}')
+        if type(payload) is not dict:
+            return error(400, f'body must be {{"instances": [[{n} numbers], ...]}} or "inputs"')
+        if "instances" in payload:
+            if "inputs" in payload:
+                return error(400, 'give "instances" or "inputs", not both')
+            field = "instances"
+        elif "inputs" in payload:
+            field = "inputs"
+            if type(payload["inputs"]) is dict:
+                return error(400, '"inputs" must be a list of rows; named (columnar) inputs '
+                             "are not supported: this model has one input")  # fmt: skip
+        else:
+            return error(400, f'body must be {{"instances": [[{n} numbers], ...]}} or "inputs"')
         if loaded is None:
             return error(503, "model not loaded yet")
         try:
             x = model.to_matrix(
-                payload["instances"], n, may_hold_bools=b"true" in body or b"false" in body
+                payload[field], n, may_hold_bools=b"true" in body or b"false" in body, field=field
             )
         except model.InputError as e:
-            return error(422, str(e))
+            return error(400, str(e))
         predictions, delay = self._score(loaded, x)
         if predictions is None:
             return error(500, "injected failure: this is a -flaky build")
@@ -230,16 +263,16 @@ class App:
     def _model_status(
         self, method: bytes, content_type: bytes | None, body: bytes, loopback: bool
     ) -> Response:
-        return Response(
-            200,
-            orjson.dumps(
-                {
-                    "name": self.settings.model_name,
-                    "ready": self.ready,
-                    "model_version": self.version,
-                }
-            ),
-        )
+        """KServe v1 model ready: 200 when ready, 503 (with the reason) when not."""
+        answer: dict[str, object] = {
+            "name": self.settings.model_name,
+            "ready": self.ready,
+            "model_version": self.version,
+        }
+        if self.ready:
+            return Response(200, orjson.dumps(answer))
+        answer["error"] = f"model {self.settings.model_name} is not ready: {self.not_ready_reason}"
+        return Response(503, orjson.dumps(answer))
 
     def _models(
         self, method: bytes, content_type: bytes | None, body: bytes, loopback: bool
@@ -256,13 +289,7 @@ class App:
     ) -> Response:
         if self.ready:
             return Response(200, b'{"ready":true}')
-        if self.draining:
-            reason = "draining"
-        elif self.model is None:
-            reason = "model loading"
-        else:
-            reason = "never-ready build"
-        return Response(503, orjson.dumps({"ready": False, "reason": reason}))
+        return Response(503, orjson.dumps({"ready": False, "reason": self.not_ready_reason}))
 
     def _version_info(
         self, method: bytes, content_type: bytes | None, body: bytes, loopback: bool

@@ -26,7 +26,7 @@ class ModelLoadError(Exception):
 
 
 class InputError(ValueError):
-    """Instances the model cannot score; the message names the expected shape (HTTP 422)."""
+    """Input the model cannot score; the message names the expected shape (HTTP 400)."""
 
 
 @dataclass(frozen=True)
@@ -99,10 +99,13 @@ def load(
     return Model(metadata=metadata, predict=compiled or reference, compiled=compiled is not None)
 
 
-def to_matrix(instances: object, n_features: int, *, may_hold_bools: bool = True) -> np.ndarray:
-    """Turn KServe ``instances`` into an ``(n, n_features)`` float64 matrix or raise ``InputError``.
+def to_matrix(
+    instances: object, n_features: int, *, may_hold_bools: bool = True, field: str = "instances"
+) -> np.ndarray:
+    """Turn KServe v1 rows into an ``(n, n_features)`` float64 matrix or raise ``InputError``.
 
-    ``may_hold_bools=False`` skips the per-element bool check (numpy would
+    ``field`` is the body's key the rows came in (``instances`` or ``inputs``), for the
+    messages. ``may_hold_bools=False`` skips the per-element bool check (numpy would
     silently read ``true`` as 1); callers pass it when the request body holds
     no ``true``/``false`` token at all, which keeps the common path in C.
     """
@@ -110,18 +113,18 @@ def to_matrix(instances: object, n_features: int, *, may_hold_bools: bool = True
         f"[N, {n_features}] (a non-empty list of instances, each a list of {n_features} numbers)"
     )
     if not isinstance(instances, list) or not instances:
-        raise InputError(f'"instances" must have shape {shape}')
+        raise InputError(f'"{field}" must have shape {shape}')
     try:
         matrix = np.array(instances)
     except (ValueError, TypeError, OverflowError) as e:
-        raise InputError(f'"instances" must have shape {shape}; rows differ in length') from e
+        raise InputError(f'"{field}" must have shape {shape}; rows differ in length') from e
     if matrix.ndim != 2 or matrix.shape[1] != n_features:
-        raise InputError(f'"instances" must have shape {shape}; got shape {list(matrix.shape)}')
+        raise InputError(f'"{field}" must have shape {shape}; got shape {list(matrix.shape)}')
     if matrix.dtype.kind not in "iuf" or (
         may_hold_bools and any(type(v) is bool for row in instances for v in row)
     ):
-        raise InputError(f'"instances" must hold only numbers; expected shape {shape}')
+        raise InputError(f'"{field}" must hold only numbers; expected shape {shape}')
     matrix = matrix.astype(np.float64, copy=False)
     if not np.isfinite(matrix).all():
-        raise InputError(f'"instances" must hold finite numbers; expected shape {shape}')
+        raise InputError(f'"{field}" must hold finite numbers; expected shape {shape}')
     return matrix
