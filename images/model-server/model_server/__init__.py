@@ -1,4 +1,4 @@
-"""The model under test: a scikit-learn classifier behind a KServe-v1-shaped HTTP API.
+"""The model under test: a scikit-learn classifier behind KServe v1 and v2 HTTP APIs.
 
 This is the thing the harness rolls out. It is deliberately small but real:
 the model is trained at image build time (``python -m model_server.train``),
@@ -11,6 +11,7 @@ Modules, in the order data flows:
 - ``versions``: semver parsing and the behaviour a pre-release suffix selects.
 - ``train``: dataset, estimator per version, artefacts on disk.
 - ``model``: loading artefacts, validating inputs, predicting.
+- ``tensors``: reading Open Inference Protocol (v2) infer requests.
 - ``fastpath``: numpy-only predictors compiled from fitted pipelines.
 - ``settings``: ``MODEL_*`` environment variables, parsed once.
 - ``metrics``: Prometheus text exposition, written by hand.

@@ -5,14 +5,20 @@ content type, body, whether the peer is loopback) and returns the route
 name for metrics and a ``Response``. No socket code here, so every status
 code is unit-testable and fuzzable without a server.
 
-KServe v1 as its documents specify: ``GET /v1/models``, ``GET /v1/models/<m>``
-(200 ready, 503 not) and ``POST /v1/models/<m>:predict`` with
-``{"instances": rows}`` or ``{"inputs": rows}``, answered
-``{"predictions": [...], "model_version": "..."}``.
+Two protocols, each as its documents specify:
 
-Bad input never yields a 5xx: malformed JSON and a body of the wrong shape
-or type 400 (``{"error": ...}``, as KServe answers invalid input), wrong
-media type 415, unknown route or model 404, wrong method 405
+- KServe v1: ``GET /v1/models``, ``GET /v1/models/<m>`` (200 ready, 503 not),
+  ``POST /v1/models/<m>:predict`` with ``{"instances": rows}`` or
+  ``{"inputs": rows}``, answered ``{"predictions": [...], "model_version"}``;
+- Open Inference Protocol (KServe v2, MLServer, Triton): ``GET /v2``,
+  ``/v2/health/live``, ``/v2/health/ready``, ``/v2/models/<m>`` (metadata),
+  ``/v2/models/<m>/ready`` and ``POST /v2/models/<m>/infer`` with typed
+  tensors (``tensors``); ``/v2/models/<m>/versions/<version>/...`` too.
+
+Both predict routes score with the same predictor and misbehave alike in
+the fault builds. Bad input never yields a 5xx: malformed JSON and a body of
+the wrong shape or type 400 (``{"error": ...}``, as both protocols say),
+wrong media type 415, unknown route or model 404, wrong method 405
 (oversized bodies get 413 from the transport, before the body is read).
 5xx are reserved for "not ready yet" (503), the ``-flaky`` build's injected
 failures (500), and genuine bugs (500, logged).
@@ -32,12 +38,14 @@ from typing import NamedTuple
 import numpy as np
 import orjson
 
-from model_server import metrics, model, train, versions
+from model_server import metrics, model, tensors, train, versions
 from model_server.settings import Settings
 
 log = logging.getLogger(__name__)
 
 JSON = b"application/json"
+SERVER_NAME = "rollout-harness-model-server"
+"""``name`` in the v2 server metadata."""
 
 
 class Response(NamedTuple):
@@ -132,18 +140,52 @@ class App:
                 "model_sha256": metadata["model_sha256"],
             }
         )
+        self._v2_server = orjson.dumps(
+            {"name": SERVER_NAME, "version": self.version, "extensions": []}
+        )
+        classes = metadata["classes"]
+        self._v2_metadata = orjson.dumps(
+            {
+                "name": name,
+                "versions": [self.version],
+                "platform": "sklearn_joblib",
+                "inputs": [
+                    {
+                        "name": tensors.INPUT_NAME,
+                        "datatype": "FP64",
+                        "shape": [-1, metadata["n_features"]],
+                    }
+                ],
+                "outputs": [
+                    {
+                        "name": tensors.OUTPUT_NAME,
+                        "datatype": tensors.datatype_of(np.asarray(classes).dtype),
+                        "shape": [-1],
+                    }
+                ],
+            }
+        )
         v1 = f"/v1/models/{name}".encode()
         # path -> (metrics route name, allowed methods, handler)
         self._routes: dict[bytes, tuple[str, bytes, Handler]] = {
             v1 + b":predict": ("predict", b"POST", self._predict),
             v1: ("model", b"GET, HEAD", self._model_status),
             b"/v1/models": ("models", b"GET, HEAD", self._models),
+            b"/v2": ("server_metadata", b"GET, HEAD", self._server_metadata),
+            b"/v2/health/live": ("server_live", b"GET, HEAD", self._server_live),
+            b"/v2/health/ready": ("server_ready", b"GET, HEAD", self._server_ready),
             b"/healthz": ("healthz", b"GET, HEAD", self._health),
             b"/readyz": ("readyz", b"GET, HEAD", self._ready),
             b"/version": ("version", b"GET, HEAD", self._version_info),
             b"/metrics": ("metrics", b"GET, HEAD", self._metrics),
             b"/drain": ("drain", b"POST", self._drain),
         }
+        for v2 in (f"/v2/models/{name}", f"/v2/models/{name}/versions/{self.version}"):
+            self._routes |= {
+                f"{v2}/infer".encode(): ("infer", b"POST", self._infer),
+                v2.encode(): ("model_metadata", b"GET, HEAD", self._model_metadata),
+                f"{v2}/ready".encode(): ("model_ready", b"GET, HEAD", self._model_ready),
+            }
 
     @property
     def ready(self) -> bool:
@@ -195,6 +237,12 @@ class App:
         name = self.settings.model_name
         if path.startswith(b"/v1/models/"):
             return error(404, f"no model at {text}; this server serves /v1/models/{name}")
+        if path.startswith(b"/v2/models/"):
+            return error(
+                404,
+                f"no model at {text}; this server serves /v2/models/{name} "
+                f"(version {self.version})",
+            )
         return error(404, f"no route {text}")
 
     def _predict(
@@ -242,12 +290,54 @@ class App:
             delay=delay,
         )
 
+    def _infer(
+        self, method: bytes, content_type: bytes | None, body: bytes, loopback: bool
+    ) -> Response:
+        """Open Inference Protocol infer: one typed input tensor in, one output tensor out."""
+        if not _is_json(content_type):
+            return _not_json(content_type)
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as e:
+            return error(400, f"malformed JSON: {e}")
+        if type(payload) is not dict:
+            return error(400, 'an infer request must be a JSON object with "inputs"')
+        loaded = self.model
+        if loaded is None:
+            return error(503, "model not loaded yet")
+        try:
+            request = tensors.read_request(
+                payload,
+                self.metadata["n_features"],
+                may_hold_bools=b"true" in body or b"false" in body,
+            )
+        except model.InputError as e:
+            return error(400, str(e))
+        predictions, delay = self._score(loaded, request.x)
+        if predictions is None:
+            return error(500, "injected failure: this is a -flaky build")
+        answer: dict[str, object] = {
+            "model_name": self.settings.model_name,
+            "model_version": self.version,
+        }
+        if request.id is not None:
+            answer["id"] = request.id
+        answer["outputs"] = [
+            {
+                "name": tensors.OUTPUT_NAME,
+                "shape": [len(predictions)],
+                "datatype": tensors.datatype_of(predictions.dtype),
+                "data": predictions,
+            }
+        ]
+        return Response(200, orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY), delay=delay)
+
     def _score(self, loaded: model.Model, x: np.ndarray) -> tuple[np.ndarray | None, float]:
         """Predictions for ``x`` as this build gives them, and how late to send them.
 
         ``None``: the ``-flaky`` build fails these rows. Which rows misbehave is
         decided by their values (crc32 of the float64 matrix), not by the JSON
-        spelling, so the same rows misbehave alike however a request writes them.
+        spelling, so the same rows misbehave alike on both protocols.
         """
         if not self._misbehaves:
             return loaded.predict(x), self._slow_seconds
@@ -278,6 +368,47 @@ class App:
         self, method: bytes, content_type: bytes | None, body: bytes, loopback: bool
     ) -> Response:
         return Response(200, orjson.dumps({"models": [self.settings.model_name]}))
+
+    def _server_metadata(
+        self, method: bytes, content_type: bytes | None, body: bytes, loopback: bool
+    ) -> Response:
+        return Response(200, self._v2_server)
+
+    def _server_live(
+        self, method: bytes, content_type: bytes | None, body: bytes, loopback: bool
+    ) -> Response:
+        return Response(200, b'{"live":true}')
+
+    def _server_ready(
+        self, method: bytes, content_type: bytes | None, body: bytes, loopback: bool
+    ) -> Response:
+        if self.ready:
+            return Response(200, b'{"ready":true}')
+        return Response(
+            503, orjson.dumps({"ready": False, "error": f"not ready: {self.not_ready_reason}"})
+        )
+
+    def _model_metadata(
+        self, method: bytes, content_type: bytes | None, body: bytes, loopback: bool
+    ) -> Response:
+        return Response(200, self._v2_metadata)
+
+    def _model_ready(
+        self, method: bytes, content_type: bytes | None, body: bytes, loopback: bool
+    ) -> Response:
+        name = self.settings.model_name
+        if self.ready:
+            return Response(200, orjson.dumps({"name": name, "ready": True}))
+        return Response(
+            503,
+            orjson.dumps(
+                {
+                    "name": name,
+                    "ready": False,
+                    "error": f"model {name} is not ready: {self.not_ready_reason}",
+                }
+            ),
+        )
 
     def _health(
         self, method: bytes, content_type: bytes | None, body: bytes, loopback: bool

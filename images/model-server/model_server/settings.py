@@ -25,7 +25,7 @@ class Settings:
     """Everything the server reads from its environment. Each field: unit, default, why."""
 
     model_name: str = DEFAULT_MODEL_NAME
-    """``MODEL_NAME``: the ``<name>`` in ``/v1/models/<name>``."""
+    """``MODEL_NAME``: the ``<name>`` in ``/v1/models/<name>`` and ``/v2/models/<name>``."""
     model_dir: Path = Path("/opt/model")
     """``MODEL_DIR``: where ``train`` wrote the artefacts (the image's build dir)."""
     host: str = "0.0.0.0"
