@@ -1,4 +1,4 @@
-"""Fuzzing: no input, however odd, gets a 5xx or takes the server down."""
+"""Fuzzing: no input, however odd, gets a 5xx or takes the server down, on either protocol."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -17,9 +18,12 @@ from model_server.settings import Settings
 pytestmark = pytest.mark.timeout(300)
 
 PREDICT = b"/v1/models/ml-model:predict"
+INFER = b"/v2/models/ml-model/infer"
 KNOWN_TARGETS = [
     b"/", b"/healthz", b"/readyz", b"/version", b"/metrics", b"/drain", b"/v1/models",
-    b"/v1/models/ml-model", PREDICT, b"/v1/models/x:predict",
+    b"/v1/models/ml-model", PREDICT, b"/v1/models/x:predict", b"/v2", b"/v2/health/live",
+    b"/v2/health/ready", b"/v2/models/ml-model", b"/v2/models/ml-model/ready", INFER,
+    b"/v2/models/x/infer", b"/v2/models/ml-model/versions/1.0.0/infer",
 ]  # fmt: skip
 
 json_values = st.recursive(
@@ -68,17 +72,17 @@ def _is_valid(instances: list[list[object]]) -> bool:
 @settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(body=st.binary(max_size=300))
-def test_arbitrary_bytes(application: app.App, body: bytes) -> None:
-    status = application.handle(b"POST", PREDICT, b"application/json", body, False)[1].status
+@given(body=st.binary(max_size=300), target=st.sampled_from([PREDICT, INFER]))
+def test_arbitrary_bytes(application: app.App, body: bytes, target: bytes) -> None:
+    status = application.handle(b"POST", target, b"application/json", body, False)[1].status
     assert status in (200, 400)
 
 
 @settings(max_examples=300, deadline=None)
-@given(payload=json_values)
-def test_arbitrary_json(application: app.App, payload: object) -> None:
+@given(payload=json_values, target=st.sampled_from([PREDICT, INFER]))
+def test_arbitrary_json(application: app.App, payload: object, target: bytes) -> None:
     body = json.dumps(payload).encode()
-    status = application.handle(b"POST", PREDICT, b"application/json", body, False)[1].status
+    status = application.handle(b"POST", target, b"application/json", body, False)[1].status
     assert status in (200, 400)
 
 
@@ -92,6 +96,53 @@ def test_instances_of_every_shape_and_type(
     assert response.status == (200 if _is_valid(instances) else 400), response.body
     if response.status == 200:
         assert len(orjson.loads(response.body)["predictions"]) == len(instances)
+
+
+def _fits_fp32(instances: list[list[object]]) -> bool:
+    with np.errstate(over="ignore"):
+        return bool(np.isfinite(np.array(instances, dtype=np.float64).astype(np.float32)).all())
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    instances=rows,
+    datatype=st.sampled_from(["FP64", "FP32", "BYTES", "fp64"]),
+    nested=st.booleans(),
+    shape=st.none() | st.lists(st.integers(-1, 20), max_size=3),
+    request_id=st.none() | st.text(max_size=5) | st.integers(),
+)
+def test_tensors_of_every_shape_and_type(
+    application: app.App,
+    instances: list[list[object]],
+    datatype: str,
+    nested: bool,
+    shape: list[int] | None,
+    request_id: object,
+) -> None:
+    """An infer request is answered 200 exactly when it is a valid [N, 13] numeric tensor."""
+    width = len(instances[0]) if instances else 13
+    declared = [len(instances), width] if shape is None else shape
+    data = instances if nested else [v for row in instances for v in row]
+    request: dict[str, object] = {
+        "inputs": [{"name": "x", "shape": declared, "datatype": datatype, "data": data}]
+    }
+    if request_id is not None:
+        request["id"] = request_id
+    body = json.dumps(request).encode()
+    response = application.handle(b"POST", INFER, b"application/json", body, False)[1]
+    valid = (
+        _is_valid(instances)
+        and declared == [len(instances), 13]
+        and datatype in ("FP64", "FP32")
+        and (request_id is None or isinstance(request_id, str))
+        and (datatype != "FP32" or _fits_fp32(instances))
+    )
+    assert response.status == (200 if valid else 400), response.body
+    if response.status == 200:
+        answer = orjson.loads(response.body)
+        assert answer["outputs"][0]["shape"] == [len(instances)]
+        assert len(answer["outputs"][0]["data"]) == len(instances)
+        assert answer.get("id") == request_id
 
 
 @settings(max_examples=300, deadline=None)
@@ -135,16 +186,21 @@ def _send(port: int, raw: bytes) -> bytes:
     return b"".join(chunks)
 
 
-valid_request = (
-    b"POST /v1/models/ml-model:predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-    b"Content-Length: 80\r\n\r\n"
-    b'{"instances": [[14.23,1.71,2.43,15.6,127,2.8,3.06,0.28,2.29,5.64,1.04,3.92,1065]]}'
-)
+ROW = b"[14.23,1.71,2.43,15.6,127,2.8,3.06,0.28,2.29,5.64,1.04,3.92,1065]"
+valid_requests = [
+    b"POST %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+    b"Content-Length: %d\r\n\r\n%s" % (target, len(body), body)
+    for target, body in (
+        (PREDICT, b'{"instances": [' + ROW + b"]}"),
+        (INFER, b'{"inputs": [{"name": "x", "shape": [1, 13], "datatype": "FP64", "data": '
+                + ROW + b"}]}"),
+    )
+]  # fmt: skip
 
 
 @st.composite
 def mutated(draw: st.DrawFn) -> bytes:
-    data = bytearray(valid_request)
+    data = bytearray(draw(st.sampled_from(valid_requests)))
     for _ in range(draw(st.integers(1, 4))):
         i = draw(st.integers(0, len(data)))
         action = draw(st.sampled_from(["insert", "delete", "replace"]))
@@ -171,6 +227,11 @@ def test_raw_bytes_on_the_socket(server: testing.ServerProcess, raw: bytes) -> N
             # never the server's own failure
             assert int(line[9:12]) < 500 or int(line[9:12]) == 505, answer[:300]
     assert server.process is not None and server.process.poll() is None, server.output
+
+
+def test_the_unmutated_requests_are_answered_200(server: testing.ServerProcess) -> None:
+    for raw in valid_requests:
+        assert _send(server.port, raw).startswith(b"HTTP/1.1 200 OK\r\n")
 
 
 def test_server_still_healthy_after_fuzzing(server: testing.ServerProcess) -> None:
