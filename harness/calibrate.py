@@ -211,6 +211,5 @@ def _write(folder: Path, rows: Sequence[Row], settings: Settings) -> None:
     (folder / "calibration.html").write_text(
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>calibration'
         "</title></head><body><h1>Calibration at the gate's settings</h1>"
-        f"<p>{t.users} keep-alive + {t.churn_users} new-connection clients x "
-        f"{t.rate_per_user:g} req/s; each control's runs interleaved round by round.</p>"
+        f"<p>{t.describe()}; each control's runs interleaved round by round.</p>"
         f"<table><tr>{head}</tr>{cells}</table></body></html>\n")

@@ -148,7 +148,8 @@ def run(settings: Settings, ready: Prepared) -> Result:
     holdout = pairing.read_holdout()
 
     stack.up(c.stable, values, chart_repo=ready.chart_repo)  # no canary: one of earlier runs goes
-    traffic.wait_answering(made.base_url, model_name, timeout=ANSWERING_TIMEOUT)
+    traffic.wait_answering(made.base_url, model_name, timeout=ANSWERING_TIMEOUT,
+                           protocol=t.protocol)
     api = config.new_client_from_config(str(made.kubeconfig))  # type: ignore[no-untyped-call]
     tracks = ce.Tracks()
     edges: list[float] = []
@@ -158,8 +159,7 @@ def run(settings: Settings, ready: Prepared) -> Result:
             Traffic(made.base_url, folder, t, model_name, planned_seconds(settings)) as load, \
             progress.ticker(TRAFFIC_LINE_EVERY, load.progress_line):
         traffic_started = time.time()
-        progress.say(f"traffic: {t.users} keep-alive + {t.churn_users} new-connection clients x "
-                     f"{t.rate_per_user:g} req/s on {made.base_url}; {gate.baseline_seconds:g}s "
+        progress.say(f"traffic: {t.describe()} on {made.base_url}; {gate.baseline_seconds:g}s "
                      f"on {c.stable} alone first")
         _serve_a_while(load, gate.baseline_seconds)
         canary_started = time.time()
@@ -176,7 +176,8 @@ def run(settings: Settings, ready: Prepared) -> Result:
         else:
             canary_ready = time.time()
             for url in urls.values():
-                traffic.wait_answering(url, model_name, timeout=ANSWERING_TIMEOUT)
+                traffic.wait_answering(url, model_name, timeout=ANSWERING_TIMEOUT,
+                                       protocol=t.protocol)
             decision, tracks = _intervals(settings, rules, load, watcher, api, holdout, urls,
                                           model_name, edges, pairs)
         progress.say(f"decision: {decision.reason}")
@@ -250,7 +251,7 @@ def _intervals(settings: Settings, rules: JudgeLimits, load: Traffic, watcher: W
     for index in range(1, c.intervals + 1):
         sent = pairing.send(holdout, urls[ce.BASELINE], urls[ce.CANARY], c.interval_seconds,
                             folder / f"paired-{index:02d}.jsonl", model_name, t.timeout_seconds,
-                            load.require_running)
+                            load.require_running, protocol=t.protocol)
         edges.append(time.time())
         pairs.append(sent)
         _serve_a_while(load, RECORD_SETTLE_SECONDS)

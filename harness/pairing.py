@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import errors, resources
+from harness import errors, protocols, resources
 from harness.canary_judge import PairedOutcome
 from harness.evidence import Request
 
@@ -121,25 +121,14 @@ class Pair:
 # -- what the answers mean (pure) -------------------------------------------------
 
 
-def answer_problem(body: bytes, header_version: str | None,
-                   labels: frozenset[int]) -> str | None:
+def answer_problem(body: bytes, header_version: str | None, labels: frozenset[int],
+                   protocol: str = protocols.DEFAULT) -> str | None:
     """What is wrong with a 2xx answer to one instance, or None for a valid prediction."""
     try:
-        answer = json.loads(body or b"")
-    except ValueError as e:
-        return f"not JSON ({e}): {body[:80]!r}"
-    if not (isinstance(answer, dict) and isinstance(answer.get("predictions"), list)
-            and isinstance(answer.get("model_version"), str)):
-        return f'not {{"predictions": [...], "model_version": "..."}}: {body[:80]!r}'
-    predictions = answer["predictions"]
-    if len(predictions) != 1:
-        return f"{len(predictions)} predictions for 1 instance"
-    p = predictions[0]
-    if type(p) is not int or p not in labels:
-        return f"prediction {p!r} is not a class label {sorted(labels)}"
-    if answer["model_version"] != header_version:
-        return f"model_version {answer['model_version']!r} but X-Model-Version {header_version!r}"
-    return None
+        predictions = protocols.by_name(protocol).predictions(body, header_version, 1)
+    except protocols.AnswerProblem as e:
+        return str(e)
+    return protocols.label_problem(predictions, labels)
 
 
 def schema_of(value: Any) -> Any:
@@ -236,7 +225,8 @@ def summary(pairs: Sequence[Pair]) -> Summary:
 
 def send(rows: Sequence[Labelled], baseline_url: str, canary_url: str, seconds: float,
          out: Path, model_name: str = "ml-model", timeout: float = 10.0,
-         still_running: Callable[[], None] = lambda: None) -> list[Pair]:
+         still_running: Callable[[], None] = lambda: None,
+         protocol: str = protocols.DEFAULT) -> list[Pair]:
     """Each row once to both sides, paced evenly over `seconds`, each pair written to
     `out` (JSONL) as it completes; returns the pairs. Returns no sooner than `seconds`
     after it began, so it can time an interval, and starts no row later than one
@@ -245,6 +235,7 @@ def send(rows: Sequence[Labelled], baseline_url: str, canary_url: str, seconds: 
     `still_running` is called between sends (the live traffic's health check raises
     there)."""
     labels = frozenset(row.label for row in rows)
+    wire = protocols.by_name(protocol)
     started = time.monotonic()
     pairs: list[Pair] = []
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -255,11 +246,12 @@ def send(rows: Sequence[Labelled], baseline_url: str, canary_url: str, seconds: 
                 log.warning("paired checks: %d of %d rows left out, the interval's time is up",
                             len(rows) - index, len(rows))
                 break
-            body = json.dumps({"instances": [list(row.instance)]}).encode()
+            body = wire.encode([row.instance])
             sides = [("baseline", baseline_url), ("canary", canary_url)]
             if index % 2:  # neither side always goes first
                 sides.reverse()
-            answers = {side: ask(url, model_name, body, labels, timeout) for side, url in sides}
+            answers = {side: ask(url, model_name, body, labels, timeout, protocol)
+                       for side, url in sides}
             pair = Pair(index, row.label, answers["baseline"], answers["canary"])
             pairs.append(pair)
             record.write(json.dumps(dataclasses.asdict(pair)) + "\n")
@@ -275,14 +267,14 @@ def read_pairs(path: Path) -> list[Pair]:
 
 
 def ask(url: str, model_name: str, body: bytes, labels: frozenset[int],
-        timeout: float) -> Answer:
+        timeout: float, protocol: str = protocols.DEFAULT) -> Answer:
     """One predict on a new connection (no retries, redirects not followed)."""
     parsed = urllib.parse.urlsplit(url)
     connection = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port,
                                             timeout=timeout)
     t, begun = time.time(), time.perf_counter()
     try:
-        connection.request("POST", f"/v1/models/{model_name}:predict", body,
+        connection.request("POST", protocols.by_name(protocol).predict_path(model_name), body,
                            {"Content-Type": "application/json", "Connection": "close"})
         response = connection.getresponse()
         data = response.read()
@@ -296,12 +288,12 @@ def ask(url: str, model_name: str, body: bytes, labels: frozenset[int],
     if not 200 <= response.status < 300:
         return Answer(t, latency, response.status, f"HTTP {response.status}: not a 2xx answer",
                       None, version, pod, schema)
-    problem = answer_problem(data, version, labels)
+    problem = answer_problem(data, version, labels, protocol)
     if problem is not None:
         return Answer(t, latency, response.status, f"bad body: {problem}", None, version, pod,
                       schema)
-    return Answer(t, latency, response.status, None, json.loads(data)["predictions"][0],
-                  version, pod, schema)
+    prediction = protocols.by_name(protocol).predictions(data, version, 1)[0]
+    return Answer(t, latency, response.status, None, prediction, version, pod, schema)
 
 
 def _ms(begun: float) -> float:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
-from harness import errors
+from harness import errors, protocols
 
 T = TypeVar("T")
 
@@ -356,6 +356,12 @@ class TrafficSettings:
     max_requests: int = option(
         2_000_000, help="hard bound on the number of requests (reached only at rate 0); with "
                         "several processes each stops at its share, rounded up")
+    protocol: protocols.ProtocolName = option(
+        protocols.DEFAULT, flag="--protocol", env="HARNESS_PROTOCOL", choices=protocols.NAMES,
+        parse=choice(protocols.NAMES), commands=GATE_COMMANDS,
+        help="how the traffic asks for predictions: kserve-v1 (POST /v1/models/<m>:predict) "
+             "or open-inference-v2 (POST /v2/models/<m>/infer, as MLServer, Triton and "
+             "KServe's runtimes answer)")
     processes: int = option(
         1, flag="--processes", env="HARNESS_LOAD_PROCESSES", parse=processes,
         commands=GATE_COMMANDS, metavar="N",
@@ -370,6 +376,14 @@ class TrafficSettings:
     @property
     def clients(self) -> int:
         return self.users + self.churn_users
+
+    def describe(self) -> str:
+        """The load in words, for progress lines and reports: what a person needs to read
+        a verdict against (the protocol only when it is not the default)."""
+        spread = f" in {self.workers} Locust processes" if self.workers > 1 else ""
+        speaking = f" over {self.protocol}" if self.protocol != protocols.DEFAULT else ""
+        return (f"{self.users} keep-alive + {self.churn_users} new-connection clients x "
+                f"{self.rate_per_user:g} req/s{spread}{speaking}")
 
     @property
     def workers(self) -> int:

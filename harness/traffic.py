@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from harness import errors, procs, resources
+from harness import errors, procs, protocols, resources
 from harness.evidence import (
     EvidenceError,
     Request,
@@ -125,6 +125,7 @@ class Traffic:
             "LOAD_MAX_REQUESTS": str(self.requests_per_worker),  # a bound per process
             "LOAD_TIMEOUT_SECONDS": str(s.timeout_seconds),
             "LOAD_MODEL_NAME": self.model_name,
+            "LOAD_PROTOCOL": s.protocol,
         })
         self._read.at = time.monotonic()
         log.debug("starting locust: %s", command)
@@ -261,13 +262,15 @@ class _Counts:
             self.failed += whole.count(b'"ok":false')
 
 
-def wait_answering(url: str, model_name: str, timeout: float) -> None:
-    """Block until the model's ready endpoint answers 200 through the mapped port."""
+def wait_answering(url: str, model_name: str, timeout: float,
+                   protocol: str = protocols.DEFAULT) -> None:
+    """Block until the model's ready endpoint (the protocol's) answers 200 at `url`."""
+    ready = f"{url}{protocols.by_name(protocol).ready_path(model_name)}"
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{url}/v1/models/{model_name}", timeout=2) as answer:
+            with urllib.request.urlopen(ready, timeout=2) as answer:
                 if answer.status == 200:
                     return
                 last = f"HTTP {answer.status}"

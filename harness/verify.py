@@ -62,7 +62,8 @@ def rehearse(settings: Settings, ready: Prepared) -> Result:
     values = settings.deploy.values
     model_name = str(dict(values.get("model") or {}).get("name", "ml-model"))
     stack.up(gate.from_version, values, chart_repo=ready.chart_repo)
-    traffic.wait_answering(made.base_url, model_name, timeout=60)
+    traffic.wait_answering(made.base_url, model_name, timeout=60,
+                           protocol=settings.traffic.protocol)
     api = config.new_client_from_config(  # type: ignore[no-untyped-call]
         str(made.kubeconfig), context=made.context)
     namespace = settings.deploy.namespace
@@ -71,9 +72,7 @@ def rehearse(settings: Settings, ready: Prepared) -> Result:
             Watcher(api, namespace, folder / "events.jsonl") as watcher, \
             Traffic(made.base_url, folder, t, model_name, planned_seconds(settings)) as load, \
             progress.ticker(TRAFFIC_LINE_EVERY, load.progress_line):
-        spread = f" in {t.workers} Locust processes" if t.workers > 1 else ""
-        progress.say(f"traffic: {t.users} keep-alive + {t.churn_users} new-connection clients x "
-                     f"{t.rate_per_user:g} req/s{spread} on {made.base_url}; "
+        progress.say(f"traffic: {t.describe()} on {made.base_url}; "
                      f"{gate.baseline_seconds:g}s on {gate.from_version} first")
         _serve_a_while(load, gate.baseline_seconds)
         marks = _upgrade(stack, settings, ready.chart_repo)

@@ -27,17 +27,21 @@ meant to be sent (``t`` in the record), so a stall is charged to every request
 queued behind it rather than hidden (no coordinated omission). Locust's own
 console statistics show service times only.
 
-Every answer is checked: a 2xx must be JSON ``{"predictions": [...],
-"model_version": "..."}`` with one prediction per instance sent, each a class
-label of the dataset, and ``model_version`` equal to the ``X-Model-Version``
-header; otherwise the request fails as ``bad body: <what was wrong>``.
+Every answer is checked: a 2xx must be the protocol's JSON answer (v1:
+``{"predictions": [...], "model_version": "..."}``; v2: an output tensor) with
+one prediction per instance sent, each a class label of the dataset, and the
+body's ``model_version`` equal to the ``X-Model-Version`` header; otherwise the
+request fails as ``bad body: <what was wrong>``.
 
 Feature vectors are the rows of the model's own dataset (scikit-learn's
 bundled wine data, read from its CSV without importing scikit-learn into
 this gevent process), pre-encoded once so each request costs no JSON work.
 Settings from the environment:
 
-- ``LOAD_MODEL_NAME``: ``<name>`` in ``/v1/models/<name>:predict`` (ml-model);
+- ``LOAD_MODEL_NAME``: the model's name in the predict path (ml-model);
+- ``LOAD_PROTOCOL``: ``kserve-v1`` (``POST /v1/models/<name>:predict``, the
+  default) or ``open-inference-v2`` (``POST /v2/models/<name>/infer`` with an
+  ``FP64`` tensor); ``harness/protocols.py`` holds both wire shapes;
 - ``LOAD_USERS``: keep-alive users (unset: all ``-u`` users but the churn ones;
   0: none);
 - ``LOAD_CHURN_USERS``: new-connection users (0);
@@ -108,7 +112,6 @@ from typing import Any, ClassVar
 
 import gevent  # type: ignore[import-untyped]
 import gevent.event  # type: ignore[import-untyped]
-import orjson
 import recording  # the locustfile's folder is on sys.path when Locust loads it
 from locust import FastHttpUser, constant, events, task
 from locust.exception import RPCError, RPCSendError, StopUser
@@ -121,6 +124,7 @@ from locust.runners import (
 )
 from locust.user.task import LOCUST_STATE_STOPPING
 
+from harness import protocols
 from harness.evidence import NEW_CONNECTION, part_record
 
 
@@ -152,6 +156,7 @@ BATCH_SIZE = max(1, int(_env_float("LOAD_BATCH_SIZE", 1)))
 MAX_REQUESTS = int(_env_float("LOAD_MAX_REQUESTS", 0))
 TIMEOUT = _env_float("LOAD_TIMEOUT_SECONDS", 10.0)
 SEED = int(_env_float("LOAD_SEED", 0))
+PROTOCOL = protocols.by_name(os.environ.get("LOAD_PROTOCOL") or protocols.DEFAULT)
 
 KEEP_ALIVE_NAME = "predict"
 NEW_CONNECTION_NAME = NEW_CONNECTION  # the verdict's power rule counts these
@@ -179,17 +184,16 @@ def dataset() -> tuple[list[list[float]], frozenset[Any] | None]:
 def request_bodies(rows: list[list[float]], batch: int, seed: int, count: int = 512) -> list[bytes]:
     """Pre-encoded predict bodies: each row alone, or ``count`` random batches of ``batch``."""
     if batch == 1:
-        return [json.dumps({"instances": [row]}).encode() for row in rows]
+        return [PROTOCOL.encode([row]) for row in rows]
     rng = random.Random(seed)
-    return [json.dumps({"instances": rng.choices(rows, k=batch)}).encode() for _ in range(count)]
+    return [PROTOCOL.encode(rng.choices(rows, k=batch)) for _ in range(count)]
 
 
 ROWS, LABELS = dataset()
 if not ROWS:
     raise RuntimeError("no feature vectors to send: the data file is empty")
-LABEL_TYPES = frozenset(type(label) for label in LABELS or ())
 BODIES = request_bodies(ROWS, BATCH_SIZE, SEED)
-PATH = f"/v1/models/{MODEL_NAME}:predict"
+PATH = PROTOCOL.predict_path(MODEL_NAME)
 _sent = 0
 _recorder: recording.Recorder | None = None
 
@@ -197,22 +201,10 @@ _recorder: recording.Recorder | None = None
 def body_problem(content: bytes | None, header_version: str | None, instances: int) -> str | None:
     """What is wrong with a 2xx answer's body, or None when it is a valid prediction."""
     try:
-        answer = orjson.loads(content or b"")
-    except orjson.JSONDecodeError as e:
-        return f"not JSON ({e}): {(content or b'')[:80]!r}"
-    if not (isinstance(answer, dict) and isinstance(answer.get("predictions"), list)
-            and isinstance(answer.get("model_version"), str)):  # fmt: skip
-        return f'not {{"predictions": [...], "model_version": "..."}}: {(content or b"")[:80]!r}'
-    predictions, version = answer["predictions"], answer["model_version"]
-    if len(predictions) != instances:
-        return f"{len(predictions)} predictions for {instances} instances"
-    if LABELS is not None:
-        for p in predictions:
-            if type(p) not in LABEL_TYPES or p not in LABELS:
-                return f"prediction {p!r} is not a class label {sorted(LABELS)}"
-    if version != header_version:
-        return f"model_version {version!r} but X-Model-Version {header_version!r}"
-    return None
+        predictions = PROTOCOL.predictions(content, header_version, instances)
+    except protocols.AnswerProblem as e:
+        return str(e)
+    return protocols.label_problem(predictions, LABELS)
 
 
 def _record(environment: Any, **_: Any) -> None:

@@ -216,9 +216,9 @@ def run_locust(
                           capture_output=True, text=True, timeout=timeout, cwd=record.parent)
 
 
-def served(metrics: bytes) -> int:
+def served(metrics: bytes, route: str = "predict") -> int:
     return sum(int(line.rsplit(" ", 1)[1]) for line in metrics.decode().splitlines()
-               if line.startswith('model_requests_total{route="predict"'))
+               if line.startswith(f'model_requests_total{{route="{route}"'))
 
 
 # -- the recorder, in this process --------------------------------------------------------
@@ -325,6 +325,49 @@ def test_locust_records_every_request(server: testing.ServerProcess, tmp_path: P
     _, after = server.get("/metrics")
     assert served(after) - served(before) == len(records), "one record per request served"
     check_summary(record)
+
+
+def test_open_inference_v2_traffic_asks_the_infer_route(server: testing.ServerProcess,
+                                                        tmp_path: Path) -> None:
+    record = tmp_path / "requests.jsonl"
+    _, before = server.get("/metrics")
+    result = run_locust(server.url, record, "-u", "2", "-r", "2", "-t", "3s",
+                        env={"LOAD_PROTOCOL": "open-inference-v2", "LOAD_USERS": "1",
+                             "LOAD_CHURN_USERS": "1"})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = read_lines(record)
+    assert len(records) > 20
+    assert all(r["ok"] and r["status"] == 200 for r in records), "answers pass the v2 check"
+    _, after = server.get("/metrics")
+    assert served(after, "infer") - served(before, "infer") == len(records)
+    assert served(after) == served(before), "not one request on the v1 route"
+    check_summary(record)
+
+
+V2_BAD_BODIES = [
+    (answer({"predictions": [1], "model_version": "1.0.0"}), 'not {"model_version"'),
+    (answer({"model_version": "1.0.0", "outputs": [{"shape": [0], "data": []}]}),
+     "output of shape [0] with 0 values for 1 instances"),
+    (answer({"model_version": "1.1.0", "outputs": [{"shape": [1], "data": [1]}]}),
+     "model_version '1.1.0' but X-Model-Version '1.0.0'"),
+]
+
+
+def test_v2_answers_are_held_to_the_v2_shape(tmp_path: Path) -> None:
+    record = tmp_path / "requests.jsonl"
+    good = answer({"model_version": "1.0.0", "outputs": [{"shape": [1], "data": [2]}]})
+    kinds = [*V2_BAD_BODIES, (good, None)]
+    env = {"LOAD_USERS": "1", "LOAD_MAX_REQUESTS": str(len(kinds)),
+           "LOAD_PROTOCOL": "open-inference-v2"}
+    with FakeServer(lambda i: Reply(raw=kinds[i % len(kinds)][0])) as fake:
+        result = run_locust(fake.url, record, "-u", "1", "-r", "1", "-t", "60s", env=env)
+    records = read_lines(record)
+    assert len(records) == fake.requests == len(kinds), result.stderr[-2000:]
+    for r, (_, expected) in zip(records, kinds, strict=True):
+        if expected is None:
+            assert r["ok"], r
+        else:
+            assert not r["ok"] and r["error"].startswith(f"bad body: {expected}"), r
 
 
 def test_failures_are_recorded_not_retried(models: dict[str, Path], tmp_path: Path) -> None:

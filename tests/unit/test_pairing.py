@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from model_server import model, testing, train
 
-from harness import canary_judge, errors, pairing, resources
+from harness import canary_judge, errors, pairing, protocols, resources
 from harness.canary_judge import JudgeLimits, PairedOutcome
 from harness.procs import free_port
 
@@ -143,12 +143,13 @@ def servers(models: dict[str, Path]) -> Iterator[dict[str, testing.ServerProcess
         yield {"baseline": base, "canary": cand}
 
 
+@pytest.mark.parametrize("protocol", protocols.NAMES)
 def test_every_row_goes_to_both_sides_and_the_degraded_one_is_found_less_accurate(
-        servers: dict[str, testing.ServerProcess], tmp_path: Path) -> None:
+        servers: dict[str, testing.ServerProcess], tmp_path: Path, protocol: str) -> None:
     rows = pairing.read_holdout()
     began = time.monotonic()
     pairs = pairing.send(rows, servers["baseline"].url, servers["canary"].url, 1.0,
-                         tmp_path / "paired-01.jsonl")
+                         tmp_path / "paired-01.jsonl", protocol=protocol)
     assert time.monotonic() - began >= 1.0, "an interval lasts its seconds"
     assert [p.index for p in pairs] == list(range(len(rows)))
     assert pairing.read_pairs(tmp_path / "paired-01.jsonl") == pairs

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from harness import errors, settings
-from harness.settings import Settings
+from harness.settings import Settings, TrafficSettings
 
 
 def test_defaults_need_no_environment():
@@ -109,3 +109,18 @@ def test_the_readme_lists_every_variable():
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     missing = [opt.env for _, _, opt in settings.options() if opt.env and opt.env not in readme]
     assert not missing, f"README.md does not list {missing}"
+
+
+def test_the_load_is_described_in_words():
+    assert TrafficSettings().describe() == "8 keep-alive + 4 new-connection clients x 20 req/s"
+    assert TrafficSettings(processes=2, protocol="open-inference-v2").describe() == (
+        "8 keep-alive + 4 new-connection clients x 20 req/s in 2 Locust processes over "
+        "open-inference-v2")
+
+
+def test_an_unknown_protocol_is_one_line_naming_the_known_ones():
+    with pytest.raises(errors.UsageError, match="HARNESS_PROTOCOL 'grpc' is not one of "
+                                                "kserve-v1, open-inference-v2"):
+        settings.resolve("verify", {}, {"HARNESS_PROTOCOL": "grpc"})
+    chosen = settings.resolve("canary", {"traffic.protocol": "open-inference-v2"}, {})
+    assert chosen.traffic.protocol == "open-inference-v2"
