@@ -26,6 +26,7 @@ from harness.toolchain import (
     kubernetes,
     nodeimage,
     pulumi,
+    python_host,
     tools,
 )
 from harness.toolchain.cache import Cache, sweep_stale_temps
@@ -108,6 +109,9 @@ def ensure_deploy(settings: Settings) -> DeployTools:
     with _exclusive(cache):
         folders = {tool.component: tools.ensure(cache, settings.toolchain, tool)
                    for tool in (pulumi.PULUMI, pulumi.PROVIDER, helm.HELM)}
+        # A CLI built from Go modules has no Python language host: `pulumi up` in a
+        # team's program folder needs one (a release's CLI brings its own, left alone).
+        python_host.install(folders["pulumi"] / "bin")
     return DeployTools(
         pulumi_root=folders["pulumi"],
         provider=folders["pulumi-kubernetes"] / "pulumi-resource-kubernetes",
