@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
                                   help="list components and exit non-zero if one is missing")
     sub["toolchain"].add_argument("--only", metavar="TOOL", default=None,
                                   help="obtain just this binary tool (e.g. helm), no docker needed")
+    sub["toolchain"].add_argument(
+        "--env", action="store_true",
+        help="print shell exports that make this toolchain's pulumi, helm, kubectl and kind "
+             "yours (eval \"$(rollout-harness toolchain --env)\"), with the cluster's "
+             "kubeconfig when it exists; no docker needed")
     sub["cluster"].add_argument("action", choices=("up", "down", "status"))
     sub["engine"].add_argument("action", choices=("stop",))
     sub["up"].add_argument("--version", dest="chart_version", required=True,
@@ -130,9 +135,27 @@ def cmd_toolchain(args: argparse.Namespace, settings: Settings) -> int:
     if args.only:
         print(toolchain.ensure_tool(settings, args.only))
         return 0
+    if args.env:
+        print(shell_exports(settings))
+        return 0
     if not args.check:
         toolchain.ensure_all(settings)
     return print_check(settings)
+
+
+def shell_exports(settings: Settings) -> str:
+    """`toolchain --env`: sh exports of the toolchain's environment, plus KUBECONFIG of
+    the cluster named by the settings when one was made."""
+    import shlex
+
+    from harness import cluster, toolchain
+    from harness.toolchain.cache import Cache
+
+    env = toolchain.shell_env(settings)
+    kubeconfig = cluster.kubeconfig(Cache(settings.cache_dir), settings.cluster.name)
+    if kubeconfig.is_file():
+        env["KUBECONFIG"] = str(kubeconfig)
+    return "\n".join(f"export {key}={shlex.quote(value)}" for key, value in env.items())
 
 
 def print_check(settings: Settings) -> int:

@@ -112,6 +112,11 @@ def state_dir(cache: Cache, name: str) -> Path:
     return path
 
 
+def kubeconfig(cache: Cache, name: str) -> Path:
+    """Where the kind cluster `name` keeps its kubeconfig (there once it was made)."""
+    return cache.state / "clusters" / name / "kubeconfig"
+
+
 def _kind_cluster(settings: ClusterSettings, toolchain: Toolchain) -> KindCluster:
     folder = state_dir(toolchain.cache, settings.name)
     # KindCluster makes a .pytest-kind/NAME folder in the working directory;
@@ -119,7 +124,7 @@ def _kind_cluster(settings: ClusterSettings, toolchain: Toolchain) -> KindCluste
     with contextlib.chdir(folder):
         return KindCluster(
             settings.name,
-            kubeconfig=folder / "kubeconfig",
+            kubeconfig=kubeconfig(toolchain.cache, settings.name),
             image=toolchain.node_image,
             kind_path=toolchain.kind,
             kubectl_path=toolchain.kubectl,

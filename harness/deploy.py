@@ -222,15 +222,13 @@ class ModelStack:
 
     def _stack(self) -> auto.Stack:
         self.state.mkdir(parents=True, exist_ok=True)
-        home = self.cache.state / "pulumi-home"
+        home = pulumi.plugin_home(self.cache)
         pulumi.install_plugin(self.tools.provider.parent, home)
         env = {
+            **pulumi.cli_env(home),
             "PULUMI_BACKEND_URL": self.state.as_uri(),
             "PULUMI_CONFIG_PASSPHRASE_FILE": str(self._passphrase()),
-            "PULUMI_SKIP_UPDATE_CHECK": "true",
-            "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
             "PULUMI_IGNORE_AMBIENT_PLUGINS": "true",
-            "PULUMI_HOME": str(home),
             "KUBECONFIG": str(self.cluster.kubeconfig),
         }
         # the stack's config file lives in the work dir: keep it across runs

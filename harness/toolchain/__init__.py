@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -146,6 +147,22 @@ def ensure_tool(settings: Settings, name: str) -> Path:
     cache = Cache(settings.cache_dir)
     with _exclusive(cache):
         return tools.ensure(cache, settings.toolchain, by_name[name])
+
+
+def shell_env(settings: Settings) -> dict[str, str]:
+    """The environment in which a person's own `pulumi`, `helm`, `kubectl` and `kind` are
+    this toolchain's (`rollout-harness toolchain --env`): the tools first on PATH, the
+    Kubernetes provider installed where that pulumi looks for plugins, and no reaching
+    out for updates or plugins. `pulumi up` in a team's Python program folder then works
+    on an air-gapped host, the language host beside the CLI included. Needs no docker."""
+    deploy = ensure_deploy(settings)
+    folders = [ensure_tool(settings, name) for name in ("kind", "kubernetes")]
+    cache = Cache(settings.cache_dir)
+    home = pulumi.plugin_home(cache)
+    pulumi.install_plugin(deploy.provider.parent, home)
+    path = [deploy.pulumi_root / "bin", deploy.helm.parent, *folders]
+    return {"PATH": os.pathsep.join([*map(str, path), os.environ.get("PATH", "")]),
+            **pulumi.cli_env(home)}
 
 
 def ensure_all(settings: Settings) -> tuple[Toolchain, DeployTools]:

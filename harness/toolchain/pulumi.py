@@ -113,3 +113,20 @@ def install_plugin(provider_dir: Path, pulumi_home: Path) -> Path:
         shutil.copy2(source, tmp)
         tmp.rename(target)
     return target
+
+
+def plugin_home(cache: Cache) -> Path:
+    """The PULUMI_HOME of every pulumi process of ours: the provider is installed there."""
+    return cache.state / "pulumi-home"
+
+
+def cli_env(pulumi_home: Path) -> dict[str, str]:
+    """What every pulumi process of ours runs with: its plugins (the provider installed
+    by `install_plugin`) in `pulumi_home`, and no reaching out for updates or plugins,
+    so a missing plugin is a clear error rather than a download attempt."""
+    return {
+        "PULUMI_HOME": str(pulumi_home),
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+    }
+

@@ -1,8 +1,9 @@
 """`pulumi up` from the CLI in a plain Python program folder, with the toolchain's pulumi.
 
 A CLI built from Go modules has no Python language host of its own; the toolchain
-puts ours beside it. These run the CLI exactly as a person would in a folder holding
-only Pulumi.yaml and __main__.py (a local state backend, no cluster needed): the
+puts ours beside it. These run the CLI exactly as a person would after
+`eval "$(rollout-harness toolchain --env)"`, in a folder holding only Pulumi.yaml
+and __main__.py (a local state backend, no cluster needed): the
 program's config and secrets reach it, its outputs come back, a program that raises
 fails the update with its traceback, and the project's virtualenv is the Python that
 runs it.
@@ -11,13 +12,17 @@ runs it.
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from harness import cli
 from harness import toolchain as toolchains
+from harness.settings import Settings
 from harness.toolchain import python_host
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -30,38 +35,35 @@ pulumi.export("secret_length", config.require_secret("token").apply(len))
 """
 
 
-def pulumi_cli(deploy_tools: toolchains.DeployTools, folder: Path, home: Path) -> list[str]:
-    return [str(deploy_tools.pulumi_root / "bin" / "pulumi"), "--non-interactive",
-            "--cwd", str(folder)]
-
-
 def run(command: list[str], env: dict[str, str], *args: str,
         check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([*command, *args], env=env, capture_output=True, text=True,
-                            timeout=240)
+    executable = shutil.which(command[0], path=env["PATH"])
+    assert executable is not None
+    result = subprocess.run([executable, *command[1:], *args], env=env, capture_output=True,
+                            text=True, timeout=240)
     if check:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
 
 @pytest.fixture
-def project(tmp_path: Path, deploy_tools: toolchains.DeployTools
-            ) -> tuple[list[str], dict[str, str], Path]:
+def project(tmp_path: Path, settings: Settings) -> tuple[list[str], dict[str, str], Path]:
     folder = tmp_path / "plain"
     folder.mkdir()
     (folder / "__main__.py").write_text(PROGRAM)
-    env = {
-        "PATH": "/usr/bin:/bin",  # no python3 with pulumi there: the venv named below runs it
+    exported = dict(line.removeprefix("export ").split("=", 1)
+                    for line in cli.shell_exports(settings).splitlines())
+    env = {key: shlex.split(value)[0] for key, value in exported.items()}
+    assert "pulumi" in env["PATH"].split(os.pathsep)[0]
+    env.update({
         "HOME": str(tmp_path),
-        "PULUMI_HOME": str(tmp_path / "pulumi-home"),
         "PULUMI_BACKEND_URL": (tmp_path / "state").as_uri(),
         "PULUMI_CONFIG_PASSPHRASE": "not-a-secret",
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-    }
+    })
     (tmp_path / "state").mkdir()
     (folder / "Pulumi.yaml").write_text(
         f"name: plain\nruntime:\n  name: python\n  options:\n    virtualenv: {sys.prefix}\n")
-    command = pulumi_cli(deploy_tools, folder, tmp_path)
+    command = ["pulumi", "--non-interactive", "--cwd", str(folder)]
     run(command, env, "stack", "init", "dev")
     run(command, env, "config", "set", "x", "7")
     run(command, env, "config", "set", "--secret", "token", "abcdef")
