@@ -80,7 +80,7 @@ down: setup
 	$(HARNESS) cluster down
 
 lint: setup
-	$(BIN)/ruff check harness tests load images/model-server bench programs toolchain/python-host
+	$(BIN)/ruff check harness tests load images/model-server bench programs toolchain/python-host examples
 	$(BIN)/mypy
 
 # two workers, a test file to each: most unit tests wait on real servers and Locust, and

@@ -29,6 +29,7 @@ from pulumi import automation as auto
 
 from harness import charts, errors, interrupts, procs, progress, target
 from harness.cluster import Cluster, pods_ready, readiness
+from harness.program import Program
 from harness.resources import CHART_DIR
 from harness.settings import Settings
 from harness.toolchain import DeployTools, Toolchain, pulumi
@@ -71,6 +72,10 @@ class ModelStack:
         self.cache = toolchain.cache if isinstance(toolchain, Toolchain) else toolchain
         self.state = self.cache.state / "pulumi"
         self.name = cluster.name
+        self.program = (Program.read(settings.deploy.program, settings.deploy.version_from)
+                        if settings.deploy.program is not None else None)
+        """A team's own program folder, run instead of the bundled program."""
+        self.project = self.program.project if self.program is not None else PROJECT
         self.log_path = self.cache.log(f"pulumi-{self.name}")
         # per cluster name: runs on two clusters at once never write the same files
         self.repository = charts.Repository.of_current_chart(
@@ -91,6 +96,8 @@ class ModelStack:
         unless `canary.chart_path` names one. None removes those of an earlier `up`.
         """
         self._require_api()
+        if self.program is not None:
+            return self._up_program(self.program, version, values, chart_repo, canary)
         chart_path, chart_file = self._chart(version, chart_repo)
         chart_files = {version: chart_file}
         if canary is not None:
@@ -111,9 +118,29 @@ class ModelStack:
         if stale:
             stack.remove_all_config(stale)
         stack.set_all_config(wanted)
+        return self._up(stack, version)
+
+    def _up_program(self, program: Program, version: str, values: Mapping[str, Any] | None,
+                    chart_repo: str | None, canary: CanaryConfig | None) -> Outcome:
+        """`up` of a team's own program: it is told the version, and decides the rest."""
+        if canary is not None:
+            raise errors.UsageError(
+                "a canary deploys a baseline and a candidate beside the stable release, "
+                "which only the bundled program does: run it without --program")
+        if values or chart_repo:
+            raise errors.UsageError(
+                "chart values and the harness's chart repository are the bundled program's; "
+                "with --program your program decides its chart, its values and its images")
+        stack = self._stack(version)
+        config = program.config(version)
+        if config:
+            stack.set_all_config({k: auto.ConfigValue(value=v) for k, v in config.items()})
+        return self._up(stack, version)
+
+    def _up(self, stack: auto.Stack, version: str) -> Outcome:
         started = time.monotonic()
         timer = _DeploymentTimer()
-        with progress.step(f"pulumi up: {PROJECT} {version} on {self.name}",
+        with progress.step(f"pulumi up: {self.project} {version} on {self.name}",
                            log_file=self.log_path, doing=self._pods_ready):
             result = self._run(lambda: stack.up(on_output=self._output, on_event=timer,
                                                 color="never"), f"pulumi up of {version}")
@@ -163,10 +190,12 @@ class ModelStack:
         """Destroy everything the stack deployed, then forget the stack."""
         self._require_api()
         stack = self._stack()
-        with progress.step(f"pulumi destroy: {PROJECT} on {self.name}", log_file=self.log_path):
+        with progress.step(f"pulumi destroy: {self.project} on {self.name}",
+                           log_file=self.log_path):
             self._run(lambda: stack.destroy(on_output=self._output, color="never"),
                       "pulumi destroy")
-            stack.workspace.remove_stack(self.name)
+            # a team's folder keeps its Pulumi.<stack>.yaml: its own settings are in it
+            stack.workspace.remove_stack(self.name, preserve_config=self.program is not None)
 
     def forget(self) -> None:
         """Drop the stack's state without touching the cluster.
@@ -175,7 +204,8 @@ class ModelStack:
         an earlier cluster of the same name, and `up` would try to update them.
         """
         stack = self._stack()
-        self._run(lambda: stack.workspace.remove_stack(self.name, force=True),
+        self._run(lambda: stack.workspace.remove_stack(
+            self.name, force=True, preserve_config=self.program is not None),
                   f"forgetting stack {self.name}")
 
     # -- the pieces ----------------------------------------------------------
@@ -220,7 +250,9 @@ class ModelStack:
                 raise errors.DeployError(
                     f"chart values rejected, nothing was changed: {e}") from e
 
-    def _stack(self) -> auto.Stack:
+    def _stack(self, version: str | None = None) -> auto.Stack:
+        """The stack, selected (made the first time). `version`: a team's program that
+        reads its version from the environment is told it there."""
         self.state.mkdir(parents=True, exist_ok=True)
         home = pulumi.plugin_home(self.cache)
         pulumi.install_plugin(self.tools.provider.parent, home)
@@ -231,6 +263,10 @@ class ModelStack:
             "PULUMI_IGNORE_AMBIENT_PLUGINS": "true",
             "KUBECONFIG": str(self.cluster.kubeconfig),
         }
+        if self.program is not None:
+            if version is not None:
+                env.update(self.program.env(version))
+            return self._program_stack(self.program, home, env)
         # the stack's config file lives in the work dir: keep it across runs
         work_dir = self.cache.state / "pulumi-work" / self.name
         work_dir.mkdir(parents=True, exist_ok=True)
@@ -247,6 +283,23 @@ class ModelStack:
         stack: auto.Stack = self._run(lambda: auto.create_or_select_stack(
             self.name, project_name=PROJECT, program=_inline_program, opts=options),
             f"selecting stack {self.name}")
+        return self._selected(stack)
+
+    def _program_stack(self, program: Program, home: Path, env: dict[str, str]) -> auto.Stack:
+        """The team's program folder as the workspace: its Pulumi.yaml as it is (no
+        project settings given, so none are written), its Python host beside the CLI."""
+        options = auto.LocalWorkspaceOptions(
+            work_dir=str(program.folder),
+            pulumi_home=str(home),
+            env_vars=env,
+            pulumi_command=auto.PulumiCommand(root=str(self.tools.pulumi_root)),
+        )
+        stack: auto.Stack = self._run(lambda: auto.create_or_select_stack(
+            self.name, work_dir=str(program.folder), opts=options),
+            f"selecting stack {self.name} of {program.folder}")
+        return self._selected(stack)
+
+    def _selected(self, stack: auto.Stack) -> auto.Stack:
         self._clear_stale_lock()
         if self.cluster.context:  # the default provider's context (else the current one)
             stack.set_config("kubernetes:context", auto.ConfigValue(value=self.cluster.context))
@@ -262,7 +315,8 @@ class ModelStack:
 
     def _locks(self) -> list[tuple[Path, dict[str, Any]]]:
         found = []
-        for lock in (self.state / ".pulumi" / "locks").glob(f"*/{PROJECT}/{self.name}/*.json"):
+        for lock in (self.state / ".pulumi" / "locks").glob(
+                f"*/{self.project}/{self.name}/*.json"):
             try:
                 found.append((lock, dict(json.loads(lock.read_text()))))
             except (OSError, ValueError, TypeError):

@@ -38,6 +38,9 @@ DEPLOY_COMMANDS = ("up", "verify", "rehearse", "calibrate", "canary")
 GATE_COMMANDS = ("verify", "rehearse", "calibrate", "canary")
 """The commands that run live traffic and judge it."""
 ROLLOUT_COMMANDS = ("verify", "rehearse")
+PROGRAM_COMMANDS = ("up", "down", "verify", "rehearse")
+"""Commands that can run a team's own Pulumi program (the canary and the controls need
+the bundled one: they set chart values per release)."""
 """The commands that take the versions to roll between (calibrate's controls name theirs,
 canary has --stable and --candidate)."""
 CANARY_COMMANDS = ("canary",)
@@ -189,6 +192,15 @@ def chart_values(raw: Any, name: str) -> dict[str, Any]:
     return values
 
 
+def version_source(raw: Any, name: str) -> str:
+    """``config:KEY`` or ``env:NAME``: where a team's program reads the version."""
+    kind, _, key = str(raw).partition(":")
+    if kind not in ("config", "env") or not re.fullmatch(r"[A-Za-z_][\w.:-]*", key):
+        raise errors.UsageError(f"{name} takes config:KEY or env:NAME (e.g. "
+                                f"config:chart_version), not {raw!r}")
+    return str(raw)
+
+
 def model_version(raw: Any, name: str) -> str:
     """A chart version = image tag, checked the way the Pulumi program checks it, before
     anything is built (a bad one would otherwise fail minutes later in an image build)."""
@@ -333,6 +345,22 @@ class DeploySettings:
         commands=DEPLOY_COMMANDS, shown_default="none",
         help="a chart value for every version deployed, e.g. gracefulDrain.enabled=false "
              "(repeatable)")
+    program: Path | None = option(
+        None, flag="--program", env="HARNESS_PROGRAM", parse=path, commands=PROGRAM_COMMANDS,
+        metavar="DIR", shown_default="the bundled program (programs/ml_model)",
+        help="your own Pulumi program folder (Pulumi.yaml, runtime python) that deploys the "
+             "model: the gate runs it for the old and the new version instead of ours, "
+             "telling it the version as --version-from says")
+    version_from: str = option(
+        "config:chart_version", flag="--version-from", env="HARNESS_VERSION_FROM",
+        parse=version_source, commands=PROGRAM_COMMANDS, metavar="config:KEY|env:NAME",
+        help="how your --program learns the version to deploy: a stack config key it reads "
+             "(pulumi.Config().require(KEY)) or an environment variable")
+
+    def __post_init__(self) -> None:
+        if self.program is not None and self.values:
+            raise errors.UsageError("--set only applies to the bundled program: with --program "
+                                    "your program decides its chart values")
 
 
 @dataclass(frozen=True)

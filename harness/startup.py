@@ -31,6 +31,7 @@ from harness import (
 from harness import settings as settings_module
 from harness.cluster import Cluster
 from harness.deploy import ModelStack
+from harness.program import Program
 from harness.settings import Settings
 from harness.toolchain import Toolchain
 from harness.toolchain.cache import Cache
@@ -76,7 +77,7 @@ def _on_target(settings: Settings) -> Iterator[ModelStack]:
             stack.check_namespace()
         # others change a shared cluster, or rebuild it under the same context: the
         # stack's state is brought in line with what is there before anything is planned
-        with progress.step(f"pulumi refresh: {deploy.PROJECT} on {existing.name}",
+        with progress.step(f"pulumi refresh: {stack.project} on {existing.name}",
                            log_file=stack.log_path):
             stack.refresh()
         yield stack
@@ -132,6 +133,11 @@ def validate(settings: Settings, versions: Sequence[str]) -> None:
     target.validate(settings)
     for version in versions:
         settings_module.model_version(version, "--version")
+    if settings.deploy.program is not None:
+        Program.read(settings.deploy.program, settings.deploy.version_from)
+        if settings.deploy.chart_source == "repo":
+            raise errors.UsageError("--chart-source repo serves the bundled chart; with "
+                                    "--program your program names its own chart")
     if settings.deploy.values and versions:
         helm = toolchain.ensure_tool(settings, "helm") / "helm"
         deploy.check_values(settings, helm, versions[0], Cache(settings.cache_dir).state)

@@ -93,19 +93,6 @@ def test_gate(control: controls.Control, settings: Settings,
     assert control.expected.upper() in result.written.html.read_text()
 
 
-def test_the_good_rollout_asked_over_the_open_inference_protocol(
-        rollout: Callable[..., Rollout]):
-    """The same model asked the way MLServer's, Triton's and KServe's runtimes are asked:
-    every request posts a v2 tensor to the infer route and every answer is held to the v2
-    output shape (a v1 answer there would be a bad body). The default load otherwise."""
-    result = rollout(controls.FROM_VERSION, "1.1.0", protocol="open-inference-v2").result
-    verdict = result.verdict
-    assert verdict.outcome == "pass", verdict.checks
-    assert verdict.figures.failures == 0, verdict.figures.errors
-    assert verdict.figures.by_version.keys() == {"1.0.0", "1.1.0"}
-    assert all(c.outcome == "pass" for c in verdict.checks), verdict.checks
-
-
 def lost_records_are_caught(result: verify.Result) -> None:
     """The same real run, judged again without every 500th record: the reconciliation
     rule alone turns it inconclusive, naming the three counts."""
