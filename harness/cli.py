@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help="the run described in one file (default: rollout.yaml in this "
+                             "folder when there is one; HARNESS_CONFIG); flags and HARNESS_* "
+                             "variables override it")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # argparse %-formats help texts (not descriptions): "95%" must be "95%%" there
     sub = {name: commands.add_parser(name, help=text.replace("%", "%%"), description=text)
@@ -97,9 +101,11 @@ def _version() -> str:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    """The flags given, else HARNESS_* variables, else defaults (see harness/settings.py)."""
+    """The flags given, else HARNESS_* variables, else the run file, else defaults (see
+    harness/settings.py)."""
     given = {key: value for key, value in vars(args).items() if "." in key}
-    resolved = settings.resolve(args.command, given, os.environ)
+    run_file = settings.RunFile.find(getattr(args, "config", None), os.environ)
+    resolved = settings.resolve(args.command, given, os.environ, run_file)
     if args.command in ("up", "down", "rehearse"):  # they work on a cluster that stays
         resolved = resolved.replace("cluster", keep=True)
     return resolved

@@ -173,9 +173,12 @@ def boolean(raw: Any, name: str) -> bool:
 
 
 def chart_values(raw: Any, name: str) -> dict[str, Any]:
-    """`a.b=c` pairs into nested chart values; scalars read as YAML (true, 3, 0.5)."""
+    """`a.b=c` pairs into nested chart values; scalars read as YAML (true, 3, 0.5). A run
+    file gives them as the mapping they are."""
     import yaml
 
+    if isinstance(raw, Mapping):
+        return dict(raw)
     values: dict[str, Any] = {}
     for pair in raw:
         key, sep, value = str(pair).partition("=")
@@ -643,20 +646,100 @@ def _help(f: dataclasses.Field[Any], opt: Option) -> str:
 
 
 def resolve(command: str | None, given: Mapping[str, Any],
-            environ: Mapping[str, str]) -> Settings:
+            environ: Mapping[str, str], file: RunFile | None = None) -> Settings:
     """Each field from its flag (given["group.field"], None when absent) if `command` takes
-    it, else from its variable, else its default; every value through its option's parser."""
+    it, else from its variable, else from the run file, else its default; every value
+    through its option's parser (Locust's order: file < environment < command line)."""
     groups: dict[str, Any] = {}
     for group, kind in GROUPS.items():
         values: dict[str, Any] = {}
         for f in dataclasses.fields(kind):
             opt = cast(Option, f.metadata["option"])
-            raw, name = None, ""
+            raw, name, base = None, "", None
             if opt.flag and command in opt.commands and given.get(f"{group}.{f.name}") is not None:
                 raw, name = given[f"{group}.{f.name}"], opt.flag
             elif opt.env and environ.get(opt.env):
                 raw, name = environ[opt.env], opt.env
+            elif file is not None and f"{group}.{f.name}" in file.settings:
+                raw = file.settings[f"{group}.{f.name}"]
+                name, base = f"{file.path}: {group}.{f.name}", file.path.parent
             if raw is not None:
-                values[f.name] = opt.parse(raw, name) if opt.parse else raw
+                value = opt.parse(raw, name) if opt.parse else raw
+                if base is not None and isinstance(value, Path) and not value.is_absolute():
+                    value = base / value  # a path in the file is relative to the file
+                values[f.name] = value
         groups[group] = kind(**values)
     return Settings(**groups)
+
+
+RUN_FILE = "rollout.yaml"
+"""The run file a command reads from the folder it is started in, when there is one."""
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """A run described in one file: every setting by its group and name, e.g.
+
+    .. code-block:: yaml
+
+        deploy:
+          program: ./deploy            # relative to this file
+          version_from: config:chart_version
+        traffic:
+          protocol: open-inference-v2
+        gate:
+          from_version: 1.0.0
+          to_version: 1.1.0
+
+    A flag or a HARNESS_* variable overrides the file. Read whole and checked before
+    anything starts: an unknown name is one line naming the closest known one."""
+
+    path: Path
+    settings: Mapping[str, Any]
+    """Values by "group.field"."""
+
+    @classmethod
+    def read(cls, path: Path) -> RunFile:
+        import difflib
+
+        import yaml
+
+        try:
+            document = yaml.safe_load(path.read_text())
+        except OSError as e:
+            raise errors.UsageError(f"{path}: cannot read it ({e.strerror})") from None
+        except yaml.YAMLError as e:
+            raise errors.UsageError(f"{path}: not YAML ({e})".replace("\n", " ")) from None
+        if document is None:
+            document = {}
+        if not isinstance(document, dict):
+            raise errors.UsageError(f"{path}: must be a mapping of setting groups "
+                                    f"({', '.join(GROUPS)}), not {type(document).__name__}")
+        # the settings a person sets (a flag or a variable); the rest are the harness's own
+        known = {f"{group}.{f.name}" for group, f, opt in options() if opt.flag or opt.env}
+        found: dict[str, Any] = {}
+        for group, fields in document.items():
+            if group not in GROUPS:
+                close = difflib.get_close_matches(str(group), GROUPS, n=1)
+                hint = f"; did you mean {close[0]}?" if close else f"; groups: {', '.join(GROUPS)}"
+                raise errors.UsageError(f"{path}: {group} is not a group of settings{hint}")
+            if not isinstance(fields, dict):
+                raise errors.UsageError(f"{path}: {group} must be a mapping of its settings")
+            for key, value in fields.items():
+                name = f"{group}.{key}"
+                if name not in known:
+                    close = difflib.get_close_matches(name, known, n=1)
+                    hint = f"; did you mean {close[0]}?" if close else ""
+                    raise errors.UsageError(f"{path}: {name} is not a setting{hint}")
+                found[name] = value
+        return cls(path, found)
+
+    @classmethod
+    def find(cls, named: str | None, environ: Mapping[str, str],
+             folder: Path | None = None) -> RunFile | None:
+        """The file named (--config, else HARNESS_CONFIG), else rollout.yaml in `folder`
+        (the working directory) when there is one, else None."""
+        if named or environ.get("HARNESS_CONFIG"):
+            return cls.read(Path(str(named or environ["HARNESS_CONFIG"])).expanduser())
+        default = (folder or Path.cwd()) / RUN_FILE
+        return cls.read(default) if default.is_file() else None

@@ -1,0 +1,107 @@
+"""rollout.yaml: a run described in one file, under the environment and the flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import cli, errors, settings
+from harness.settings import RunFile
+
+FILE = """\
+deploy:
+  program: ./deploy
+  version_from: env:MODEL_VERSION
+  values:
+    gracefulDrain: {enabled: false}
+traffic:
+  users: 4
+  protocol: open-inference-v2
+gate:
+  from_version: 1.0.0
+  to_version: 1.1.0
+"""
+
+
+def run_file(tmp_path: Path, text: str = FILE) -> RunFile:
+    path = tmp_path / "rollout.yaml"
+    path.write_text(text)
+    return RunFile.read(path)
+
+
+def test_the_file_sets_what_it_names_and_paths_are_relative_to_it(tmp_path: Path) -> None:
+    chosen = settings.resolve("rehearse", {}, {}, run_file(tmp_path, FILE.replace(
+        "  values:\n    gracefulDrain: {enabled: false}\n", "")))
+    assert chosen.deploy.program == tmp_path / "deploy"
+    assert chosen.deploy.version_from == "env:MODEL_VERSION"
+    assert (chosen.traffic.users, chosen.traffic.protocol) == (4, "open-inference-v2")
+    assert (chosen.gate.from_version, chosen.gate.to_version) == ("1.0.0", "1.1.0")
+    assert chosen.traffic.churn_users == 4, "what the file leaves out keeps its default"
+
+
+def test_the_environment_and_then_the_flags_override_it(tmp_path: Path) -> None:
+    file = run_file(tmp_path, "traffic:\n  users: 4\n  churn_users: 2\n")
+    chosen = settings.resolve("verify", {"traffic.users": "6"}, {"HARNESS_USERS": "5",
+                                                                 "HARNESS_CHURN_USERS": "3"}, file)
+    assert (chosen.traffic.users, chosen.traffic.churn_users) == (6, 3)
+
+
+def test_chart_values_are_a_mapping_there(tmp_path: Path) -> None:
+    file = run_file(tmp_path, "deploy:\n  values:\n    gracefulDrain: {enabled: false}\n")
+    assert settings.resolve("verify", {}, {}, file).deploy.values == {
+        "gracefulDrain": {"enabled": False}}
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("trafic:\n  users: 4\n", "trafic is not a group of settings; did you mean traffic?"),
+    ("traffic:\n  user: 4\n", "traffic.user is not a setting; did you mean traffic.users?"),
+    ("traffic:\n  timeout_seconds: 4\n", "traffic.timeout_seconds is not a setting"),
+    ("traffic: 4\n", "traffic must be a mapping of its settings"),
+    ("- traffic\n", "must be a mapping of setting groups"),
+    ("traffic: [\n", "not YAML"),
+])
+def test_a_wrong_file_is_one_line_naming_it(tmp_path: Path, text: str, problem: str) -> None:
+    with pytest.raises(errors.UsageError) as caught:
+        run_file(tmp_path, text)
+    assert str(caught.value).startswith(f"{tmp_path / 'rollout.yaml'}: ")
+    assert problem in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_wrong_value_names_the_file_and_the_setting(tmp_path: Path) -> None:
+    file = run_file(tmp_path, "traffic:\n  users: -2\n")
+    with pytest.raises(errors.UsageError,
+                       match=r"rollout.yaml: traffic.users must be at least 0, not -2"):
+        settings.resolve("verify", {}, {}, file)
+
+
+def test_which_file(tmp_path: Path) -> None:
+    assert RunFile.find(None, {}, tmp_path) is None, "no file, no error"
+    (tmp_path / "rollout.yaml").write_text("traffic:\n  users: 4\n")
+    found = RunFile.find(None, {}, tmp_path)
+    assert found is not None and found.settings == {"traffic.users": 4}
+    other = tmp_path / "other.yaml"
+    other.write_text("traffic:\n  users: 5\n")
+    named = RunFile.find(None, {"HARNESS_CONFIG": str(other)}, tmp_path)
+    assert named is not None and named.settings == {"traffic.users": 5}
+    with pytest.raises(errors.UsageError, match=r"missing\.yaml: cannot read it"):
+        RunFile.find(str(tmp_path / "missing.yaml"), {}, tmp_path)
+
+
+def test_the_cli_reads_the_file_it_is_given(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("traffic:\n  users: 3\n")
+    monkeypatch.delenv("HARNESS_USERS", raising=False)
+    args = cli.build_parser().parse_args(["--config", str(path), "verify", "--churn-users", "1"])
+    chosen = cli.settings_from(args)
+    assert (chosen.traffic.users, chosen.traffic.churn_users) == (3, 1)
+
+
+def test_the_readme_lists_every_setting_a_file_may_hold() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    rows = {line.split("|")[1].strip(" `"): line for line in readme.splitlines()
+            if line.startswith("| `") and line.count("|") == 3}
+    missing = [f"{group}.{f.name}" for group, f, opt in settings.options()
+               if (opt.flag or opt.env) and f"`{f.name}`" not in rows.get(group, "")]
+    assert not missing, f"README.md's run-file table lacks {missing}"
