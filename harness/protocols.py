@@ -6,7 +6,8 @@ spoken by MLServer, Triton and KServe's own runtimes); the gate must ask it the 
 clients do, or it tests a path no client takes. This is the one home of each protocol's
 wire shape, so the load (every request), the canary's paired checks and the wait for a
 model answering before traffic starts cannot disagree on it. Importable by the
-locustfile: nothing here but the standard library and orjson.
+locustfile: nothing here but the standard library and orjson (imported where an answer
+is read, so that the settings can name the protocols without it).
 
 An answer is read strictly, because a release that changes what its clients receive has
 failed them even when it answers 200: the body must be the protocol's JSON, with one
@@ -20,8 +21,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from typing import Any, Literal, get_args
-
-import orjson
 
 ProtocolName = Literal["kserve-v1", "open-inference-v2"]
 NAMES: tuple[str, ...] = get_args(ProtocolName)
@@ -55,6 +54,8 @@ class Protocol:
 
 
 def _json(body: bytes | None) -> Any:
+    import orjson  # here, not at the top: settings import this module for its names
+
     try:
         return orjson.loads(body or b"")
     except orjson.JSONDecodeError as e:
