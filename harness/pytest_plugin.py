@@ -11,8 +11,8 @@ gives them the gate as fixtures::
     def test_drain_is_needed(rollout):
         assert rollout("1.4.0", "1.5.0").outcome == "fail"
 
-- `rollout_settings`: the harness's settings from HARNESS_* variables; the
-  cluster's name and keeping it come from pytest-kind's own `--cluster-name`
+- `rollout_settings`: the harness's settings from the suite's rollout.yaml (in
+  pytest's rootdir) and HARNESS_* variables over it; the cluster's name and keeping it come from pytest-kind's own `--cluster-name`
   and `--keep-cluster` when they are given.
 - `rollout_cluster`: the kind cluster for the session, made with the
   harness's toolchain and deleted at the end unless kept;
@@ -30,6 +30,7 @@ the report's path, which is what a person acts on.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from harness import errors
-from harness.settings import Settings
+from harness.settings import RunFile, Settings, resolve
 
 if TYPE_CHECKING:  # the plugin loads in every pytest run: the heavy imports wait for use
     from harness.cluster import Cluster
@@ -108,8 +109,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def rollout_settings(request: pytest.FixtureRequest) -> Settings:
-    """HARNESS_* variables, with pytest-kind's --cluster-name and --keep-cluster on top."""
-    settings = Settings.from_env()
+    """The suite's rollout.yaml (in pytest's rootdir, or HARNESS_CONFIG) under HARNESS_*
+    variables, with pytest-kind's --cluster-name and --keep-cluster on top."""
+    run_file = RunFile.find(None, os.environ, request.config.rootpath)
+    settings = resolve(None, {}, os.environ, run_file)
     name = request.config.getoption("cluster_name", default=None)
     if name and name != PYTEST_KIND_DEFAULT_NAME:
         settings = settings.replace("cluster", name=name)

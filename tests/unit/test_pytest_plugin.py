@@ -103,6 +103,20 @@ def test_without_pytest_kind_options_the_harness_settings_hold(
     pytester.runpytest_inprocess().assert_outcomes(passed=1)
 
 
+def test_the_suites_rollout_yaml_sets_the_gate_under_the_variables(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("HARNESS_CHURN_USERS", "2")
+    pytester.makeconftest(FAKES)
+    pytester.makefile(".yaml", rollout="traffic:\n  users: 3\n  churn_users: 9\n"
+                                       "  protocol: open-inference-v2\n")
+    pytester.makepyfile('''
+        def test_release(rollout_settings):
+            t = rollout_settings.traffic
+            assert (t.users, t.churn_users, t.protocol) == (3, 2, "open-inference-v2")
+    ''')
+    pytester.runpytest_inprocess().assert_outcomes(passed=1)
+
+
 def test_a_change_names_a_setting_or_is_refused_with_the_list():
     settings = pytest_plugin.changed(Settings(), {"values": {"a": 1}, "users": 4,
                                                   "slo_seconds": 0.5, "rollout_timeout": 60})
