@@ -182,9 +182,14 @@ def _cells(rows: Sequence[Row]) -> list[tuple[str, ...]]:
         lo, hi = row.interval
         out.append((row.control.name, row.control.expected, verdicts,
                     f"{row.hits}/{len(row.runs)} [{lo:.2f}, {hi:.2f}]",
-                    f"{f['median_failed_requests']} ({f['min_failed_requests']})",
+                    f"{_count(f['median_failed_requests'])} ({_count(f['min_failed_requests'])})",
                     f"{f['median_seconds']}"))
     return out
+
+
+def _count(value: object) -> str:
+    """A count as a count: 49, not 49.0 (a median between two runs may be 48.5)."""
+    return f"{value:g}" if isinstance(value, int | float) else "-"
 
 
 def table(rows: Sequence[Row]) -> str:

@@ -12,8 +12,9 @@ gives them the gate as fixtures::
         assert rollout("1.4.0", "1.5.0").outcome == "fail"
 
 - `rollout_settings`: the harness's settings from the suite's rollout.yaml (in
-  pytest's rootdir) and HARNESS_* variables over it; the cluster's name and keeping it come from pytest-kind's own `--cluster-name`
-  and `--keep-cluster` when they are given.
+  pytest's rootdir) and HARNESS_* variables over it; the cluster's name and
+  keeping it come from pytest-kind's own `--cluster-name` and `--keep-cluster`
+  when they are given.
 - `rollout_cluster`: the kind cluster for the session, made with the
   harness's toolchain and deleted at the end unless kept;
 - `model_stack`: the Pulumi stack of the model on that cluster;
