@@ -96,6 +96,10 @@ def clopper_pearson(hits: int, n: int, confidence: float = CONFIDENCE) -> tuple[
 def calibrate(settings: Settings) -> list[Row]:
     """Every chosen control `settings.calibrate.runs` times on one cluster; the table
     goes to calibration.json and calibration.html in the report folder."""
+    if settings.deploy.program is not None:
+        raise errors.UsageError(
+            "the controls set chart values of the bundled program (drain off, a bad build): "
+            "unset HARNESS_PROGRAM (or deploy.program in rollout.yaml) to calibrate")
     chosen = named(settings.calibrate.controls)
     runs = settings.calibrate.runs
     folder = settings.gate.report_dir.resolve()

@@ -101,6 +101,11 @@ def planned_seconds(settings: Settings) -> float:
 
 def check(settings: Settings) -> None:
     """What can be refused before anything is made."""
+    if settings.deploy.program is not None:
+        raise errors.UsageError(
+            "a canary deploys a baseline and a candidate beside the stable release, which "
+            "only the bundled program does: unset HARNESS_PROGRAM (or deploy.program in "
+            "rollout.yaml) for the canary")
     planned = planned_seconds(settings)
     if planned > settings.traffic.max_seconds:
         raise errors.UsageError(

@@ -52,3 +52,24 @@ def test_chart_values_belong_to_the_bundled_program() -> None:
     chosen = settings.resolve("rehearse", {"deploy.program": str(EXAMPLE)},
                               {"HARNESS_VERSION_FROM": "env:MODEL_VERSION"})
     assert chosen.deploy.program == EXAMPLE and chosen.deploy.version_from == "env:MODEL_VERSION"
+
+
+def test_the_canary_and_the_calibration_need_the_bundled_program() -> None:
+    from harness import calibrate, canary
+
+    chosen = settings.Settings().replace("deploy", program=EXAMPLE)
+    with pytest.raises(errors.UsageError, match="only the bundled program does: unset "
+                                                "HARNESS_PROGRAM"):
+        canary.check(chosen)
+    with pytest.raises(errors.UsageError, match=r"unset HARNESS_PROGRAM .* to calibrate"):
+        calibrate.calibrate(chosen)
+
+
+def test_a_program_run_refuses_the_bundled_charts_repository(tmp_path: Path) -> None:
+    from harness import startup
+
+    chosen = settings.Settings().replace("deploy", program=EXAMPLE, chart_source="repo")
+    with pytest.raises(errors.UsageError, match="--chart-source repo serves the bundled chart"):
+        startup.validate(chosen, ("1.0.0",))
+    with pytest.raises(errors.UsageError, match=r"no Pulumi\.yaml there"):
+        startup.validate(settings.Settings().replace("deploy", program=tmp_path), ())
