@@ -263,13 +263,16 @@ def test_requests_queued_behind_a_slow_answer_fail_with_it():
 def test_late_sends_with_no_slow_answer_are_the_load_generators_fault_not_the_models():
     """Locust starved of CPU sends late; the release answered every request at once."""
     requests = traffic()
-    for i in (2000, 2001, 2002):
-        requests[i] = dataclasses.replace(requests[i], latency_ms=1203.0, lag_ms=1200.0)
+    for i, lag in ((2000, 1200.0), (2001, 1050.5), (2002, 1002.0)):
+        requests[i] = dataclasses.replace(requests[i], latency_ms=lag + 3, lag_ms=lag)
     verdict = decide(requests, rolling_lives())
     assert verdict.outcome == "inconclusive"
     check = check_of(verdict, "no failed requests")
     assert check.outcome == "inconclusive"
     assert "3 of" in check.detail and "up to 1.2s behind" in check.detail
+    requests[2000] = dataclasses.replace(requests[2000], latency_ms=1003.0, lag_ms=1000.0)
+    check = check_of(decide(requests, rolling_lives()), "no failed requests")
+    assert "up to 1.1s behind" in check.detail, "the most behind, 1050.5 ms, in seconds"
     assert "the load generator fell behind" in check.detail
 
 
