@@ -43,6 +43,8 @@ EXEC = resources.RECIPES / "python-host" / "run_program.py"
 """Runs one program inside the program's own Python (stdlib and the pulumi SDK only)."""
 BAILED = 32
 """The exec script's exit status when the program failed and the engine was told why."""
+NO_SDK = 3
+"""The exec script's exit status when the program's Python has no pulumi SDK."""
 ENTRY = "import sys; from harness.toolchain.python_host import main; sys.exit(main(sys.argv[1:]))"
 """The launcher's program (`-m` would run this module a second time: the package imports it)."""
 LAUNCHER = "pulumi-language-python"
@@ -143,6 +145,11 @@ def _servicer() -> Any:
                 return language_pb2.RunResponse()
             if code == BAILED:
                 return language_pb2.RunResponse(bail=True)
+            if code == NO_SDK:
+                return language_pb2.RunResponse(error=(
+                    f"{python} has no pulumi SDK to run the program: name the project's "
+                    "virtualenv in Pulumi.yaml (runtime.options.virtualenv) or set "
+                    "PULUMI_PYTHON_CMD to a Python that has the program's requirements"))
             return language_pb2.RunResponse(
                 error=f"the program exited with code {code} before it could report why "
                       f"(its output is above); it ran in {python}")

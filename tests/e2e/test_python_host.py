@@ -100,6 +100,19 @@ def test_a_program_that_raises_fails_the_update_with_its_traceback(
     assert "ValueError: chart_version missing" in up.stdout, up.stdout
 
 
+def test_a_python_without_the_sdk_is_one_clear_error(
+        project: tuple[list[str], dict[str, str], Path], tmp_path: Path):
+    command, env, folder = project
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    (folder / "Pulumi.yaml").write_text(
+        f"name: plain\nruntime:\n  name: python\n  options:\n    virtualenv: {bare}\n")
+    up = run(command, env, "up", "--yes", "--skip-preview", check=False)
+    assert up.returncode != 0
+    assert f"{bare}/bin/python has no pulumi SDK to run the program: name the project's " \
+        "virtualenv" in up.stdout + up.stderr, up.stdout
+
+
 def test_a_virtualenv_that_is_not_there_is_one_clear_error(
         project: tuple[list[str], dict[str, str], Path]):
     command, env, folder = project

@@ -12,6 +12,7 @@ would, and judges the rollout under the default load, which asks the wine model 
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -40,7 +41,10 @@ def chart_repo(tmp_path: Path, deploy_tools: toolchains.DeployTools) -> Iterator
 
 def test_a_teams_own_program_is_gated_over_the_open_inference_protocol(
         tmp_path: Path, chart_repo: str, cluster: Cluster,
-        rollout: Callable[..., Rollout]):
+        rollout: Callable[..., Rollout], monkeypatch: pytest.MonkeyPatch):
+    # The team's Python with its requirements (requirements.txt): here ours, which pins
+    # the same pulumi and pulumi-kubernetes; PULUMI_PYTHON_CMD as pulumi's own host reads it.
+    monkeypatch.setenv("PULUMI_PYTHON_CMD", sys.executable)
     program = tmp_path / "team-program"
     shutil.copytree(EXAMPLE, program)
     stack_config = program / f"Pulumi.{cluster.name}.yaml"

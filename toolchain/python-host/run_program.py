@@ -11,9 +11,9 @@ file, run as ``__main__`` with its folder first on sys.path, as ``python PROGRAM
 would run it.
 
 Exit status: 0 when the program ran; 32 when it failed and the engine has been told
-why (the traceback or the SDK's error, as a diagnostic); anything else means this
-script itself could not start (the pulumi SDK missing from that Python, say), with
-Python's own message on stderr.
+why (the traceback or the SDK's error, as a diagnostic); 3 when that Python has no
+pulumi SDK; anything else means this script itself could not start, with Python's
+own message on stderr.
 """
 
 import argparse
@@ -24,6 +24,7 @@ import sys
 import traceback
 
 BAILED = 32
+NO_SDK = 3
 
 
 def main() -> int:
@@ -36,9 +37,12 @@ def main() -> int:
     parser.add_argument("args", nargs="*")
     a = parser.parse_args()
 
-    import pulumi
-    from pulumi.errors import RunError
-    from pulumi.runtime import reset_options, run_in_stack
+    try:
+        import pulumi
+        from pulumi.errors import RunError
+        from pulumi.runtime import reset_options, run_in_stack
+    except ImportError:
+        return NO_SDK
 
     reset_options(project=a.project, stack=a.stack, monitor_address=a.monitor,
                   engine_address=a.engine, parallel=a.parallel, preview=a.dry_run,
