@@ -24,9 +24,9 @@ Each input is sent once per interval, not repeated to fill it: McNemar counts
 independent inputs, and a deterministic model answers a repeat exactly as it
 answered the first time. The rows are paced evenly over the interval.
 
-The answer check is the load's (load/locustfile.py's `body_problem`, which the
-harness cannot import: importing the locustfile imports Locust); `answer_problem`
-keeps it in step and adds the label set of the hold-out.
+The answer check is the load's: both read an answer with harness/protocols.py
+(the protocol's shape, one prediction per instance, the version in the body equal
+to the header) and hold its predictions to the hold-out's labels.
 """
 
 from __future__ import annotations
@@ -124,11 +124,19 @@ class Pair:
 def answer_problem(body: bytes, header_version: str | None, labels: frozenset[int],
                    protocol: str = protocols.DEFAULT) -> str | None:
     """What is wrong with a 2xx answer to one instance, or None for a valid prediction."""
+    return read_answer(body, header_version, labels, protocol)[1]
+
+
+def read_answer(body: bytes, header_version: str | None, labels: frozenset[int],
+                protocol: str = protocols.DEFAULT) -> tuple[Any, str | None]:
+    """A 2xx answer to one instance, read once: (its prediction, None), or (None, what is
+    wrong with it)."""
     try:
         predictions = protocols.by_name(protocol).predictions(body, header_version, 1)
     except protocols.AnswerProblem as e:
-        return str(e)
-    return protocols.label_problem(predictions, labels)
+        return None, str(e)
+    problem = protocols.label_problem(predictions, labels)
+    return (None, problem) if problem is not None else (predictions[0], None)
 
 
 def schema_of(value: Any) -> Any:
@@ -288,11 +296,10 @@ def ask(url: str, model_name: str, body: bytes, labels: frozenset[int],
     if not 200 <= response.status < 300:
         return Answer(t, latency, response.status, f"HTTP {response.status}: not a 2xx answer",
                       None, version, pod, schema)
-    problem = answer_problem(data, version, labels, protocol)
+    prediction, problem = read_answer(data, version, labels, protocol)
     if problem is not None:
         return Answer(t, latency, response.status, f"bad body: {problem}", None, version, pod,
                       schema)
-    prediction = protocols.by_name(protocol).predictions(data, version, 1)[0]
     return Answer(t, latency, response.status, None, prediction, version, pod, schema)
 
 
