@@ -100,6 +100,11 @@ def calibrate(settings: Settings) -> list[Row]:
         raise errors.UsageError(
             "the controls set chart values of the bundled program (drain off, a bad build): "
             "unset HARNESS_PROGRAM (or deploy.program in rollout.yaml) to calibrate")
+    if settings.deploy.team_chart:
+        raise errors.UsageError(
+            "the controls are fault builds of the bundled server and values of the bundled "
+            "chart: unset HARNESS_CHART/HARNESS_CHART_REPO/HARNESS_IMAGE_REPOSITORY (or their "
+            "deploy. keys in rollout.yaml) to calibrate")
     chosen = named(settings.calibrate.controls)
     runs = settings.calibrate.runs
     folder = settings.gate.report_dir.resolve()

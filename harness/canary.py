@@ -45,7 +45,7 @@ from kubernetes.client.exceptions import ApiException
 from ml_model_program import CanaryConfig
 
 from harness import canary_evidence as ce
-from harness import errors, pairing, progress, report, startup, traffic
+from harness import errors, pairing, progress, protocols, report, startup, traffic
 from harness.canary_judge import Decision, IntervalResult, JudgeLimits, decide
 from harness.deploy import ModelStack
 from harness.evidence import Marks, PodLife, Request, pod_lives
@@ -106,6 +106,13 @@ def check(settings: Settings) -> None:
             "a canary deploys a baseline and a candidate beside the stable release, which "
             "only the bundled program does: unset HARNESS_PROGRAM (or deploy.program in "
             "rollout.yaml) for the canary")
+    if settings.deploy.team_chart or settings.traffic.answer_version != \
+            protocols.DEFAULT_VERSION_SOURCE:
+        raise errors.UsageError(
+            "a canary tells its tracks apart by the bundled chart's track value and every "
+            "answer's X-Pod-Name: it runs on the bundled chart and server only; unset "
+            "HARNESS_CHART/HARNESS_CHART_REPO/HARNESS_IMAGE_REPOSITORY/HARNESS_ANSWER_VERSION "
+            "(or their deploy./traffic. keys in rollout.yaml)")
     planned = planned_seconds(settings)
     if planned > settings.traffic.max_seconds:
         raise errors.UsageError(
@@ -138,7 +145,7 @@ def run(settings: Settings, ready: Prepared) -> Result:
     for stale in folder.glob("paired-*.jsonl"):
         stale.unlink()
     values = settings.deploy.values
-    model_name = str(dict(values.get("model") or {}).get("name", "ml-model"))
+    model_name = settings.model_name
     namespace = settings.deploy.namespace
     rules = limits(settings)
     slo_ms = rules.slo_ms

@@ -15,6 +15,7 @@ import http.server
 import logging
 import tarfile
 import threading
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -71,38 +72,52 @@ class Repository:
         return target
 
 
-def published_versions(repo_url: str) -> list[str]:
-    """The chart versions a repository's index.yaml lists."""
+def published_versions(repo_url: str, name: str = CHART_NAME) -> list[str]:
+    """The versions of chart `name` a repository's index.yaml lists."""
     url = repo_url.rstrip("/") + "/index.yaml"
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
             index = yaml.safe_load(response.read())
     except (OSError, ValueError, yaml.YAMLError) as e:
         raise errors.DeployError(f"cannot read the chart repository index {url}: {e}") from e
-    entries = (index or {}).get("entries", {}).get(CHART_NAME, [])
+    entries = (index or {}).get("entries", {}).get(name, [])
     return sorted(str(entry["version"]) for entry in entries)
 
 
-def require_published(repo_url: str, version: str) -> None:
-    available = published_versions(repo_url)
+def require_published(repo_url: str, version: str, name: str = CHART_NAME) -> None:
+    available = published_versions(repo_url, name)
     if version not in available:
         raise errors.DeployError(
-            f"chart {CHART_NAME} {version} is not in the repository {repo_url}; "
+            f"chart {name} {version} is not in the repository {repo_url}; "
             f"available: {', '.join(available) or 'none'}; nothing was changed"
         )
 
 
-def download(repo_url: str, version: str, folder: Path) -> Path:
-    """Fetch the packaged chart from the repository (to check its values before deploying)."""
+def download(repo_url: str, version: str, folder: Path, name: str = CHART_NAME) -> Path:
+    """Fetch the packaged chart from the repository (to check its values before deploying).
+    Where the index says it is (a relative or absolute URL), as helm fetches it."""
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{CHART_NAME}-{version}.tgz"
-    url = f"{repo_url.rstrip('/')}/{CHART_NAME}-{version}.tgz"
+    target = folder / f"{name}-{version}.tgz"
+    url = _package_url(repo_url, name, version)
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
             target.write_bytes(response.read())
     except OSError as e:
         raise errors.DeployError(f"cannot fetch {url}: {e}") from e
     return target
+
+
+def _package_url(repo_url: str, name: str, version: str) -> str:
+    base = repo_url.rstrip("/") + "/"
+    try:
+        with urllib.request.urlopen(base + "index.yaml", timeout=10) as response:
+            index = yaml.safe_load(response.read()) or {}
+        entry = next(e for e in index.get("entries", {}).get(name, [])
+                     if str(e.get("version")) == version)
+        return urllib.parse.urljoin(base, str(entry["urls"][0]))
+    except (OSError, ValueError, yaml.YAMLError, StopIteration, KeyError, IndexError,
+            TypeError):
+        return f"{base}{name}-{version}.tgz"
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

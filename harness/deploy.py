@@ -28,7 +28,7 @@ from ml_model_program import CONFIG_KEYS, CanaryConfig, ModelConfig
 from pulumi import automation as auto
 
 from harness import charts, errors, interrupts, procs, progress, target
-from harness.cluster import Cluster, pods_ready, readiness
+from harness.cluster import Cluster, drop_pods, pods_ready, readiness
 from harness.program import Program
 from harness.resources import CHART_DIR
 from harness.settings import Settings
@@ -187,11 +187,15 @@ class ModelStack:
         return dict(result.summary.resource_changes or {})
 
     def down(self) -> None:
-        """Destroy everything the stack deployed, then forget the stack."""
+        """Destroy everything the stack deployed, then forget the stack. On a kind cluster
+        of our own the pods are stopped first, without their graceful exit (`drop_pods`);
+        on a cluster we were given (staging) they drain as they would in production."""
         self._require_api()
         stack = self._stack()
         with progress.step(f"pulumi destroy: {self.project} on {self.name}",
                            log_file=self.log_path):
+            if self.toolchain is not None:
+                self._drop_pods()
             self._run(lambda: stack.destroy(on_output=self._output, color="never"),
                       "pulumi destroy")
             # a team's folder keeps its Pulumi.<stack>.yaml: its own settings are in it
@@ -212,10 +216,14 @@ class ModelStack:
 
     def _chart(self, version: str, chart_repo: str | None) -> tuple[Path | None, Path]:
         """(chart folder for the program or None for the repository, packaged chart)."""
+        name = self.settings.deploy.chart_name
         if chart_repo:
-            charts.require_published(chart_repo, version)
+            charts.require_published(chart_repo, version, name)
             return None, charts.download(chart_repo, version,
-                                         self.cache.state / "charts-fetched" / self.name)
+                                         self.cache.state / "charts-fetched" / self.name, name)
+        if self.settings.deploy.chart is not None:  # a team's chart, the same for each version
+            team = self.settings.deploy.chart.resolve()
+            return team, team
         chart_file = self.repository.package(version)
         return self.repository.unpacked(version), chart_file
 
@@ -343,6 +351,18 @@ class ModelStack:
                 f"{self.cluster.kubeconfig}, context {context}: is the cluster up?"
             )
 
+    def _drop_pods(self) -> None:
+        """Best effort: if it fails, the destroy still removes everything, only slower."""
+        from kubernetes.client.exceptions import ApiException
+
+        namespace = self.settings.deploy.namespace
+        try:
+            dropped = drop_pods(self.cluster.kubeconfig, self.cluster.context, namespace)
+        except (ApiException, OSError) as e:
+            log.warning("could not stop the pods of %s before the destroy: %s", namespace, e)
+        else:
+            log.info("stopped %d pods of %s before the destroy", dropped, namespace)
+
     def _pods_ready(self) -> str | None:
         return pods_ready(self.cluster.kubeconfig, self.cluster.context,
                           self.settings.deploy.namespace)
@@ -376,6 +396,7 @@ def model_config(settings: Settings, version: str, values: Mapping[str, Any],
     """The program's settings for one version (and its canary, if any); a value it
     refuses is a usage error."""
     values = dict(values)
+    deploy = settings.deploy
     service = dict(values.get("service") or {})
     service.setdefault("type", "NodePort")
     service.setdefault("nodePort", settings.cluster.node_port)
@@ -385,13 +406,16 @@ def model_config(settings: Settings, version: str, values: Mapping[str, Any],
             chart_version=version,
             chart_path=str(chart_path) if chart_path else None,
             chart_repo=chart_repo,
-            replica_count=settings.deploy.replicas,
-            namespace=settings.deploy.namespace,
+            replica_count=deploy.replicas,
+            namespace=deploy.namespace,
             values=values,
-            timeout_seconds=settings.deploy.rollout_timeout,
+            timeout_seconds=deploy.rollout_timeout,
             host_port=host_port,
             canary=canary,
             adopt_namespace=settings.target.adopt_namespace,
+            # the bundled image is the values' default; a team's is set, as its repository
+            image_repository=deploy.image_repository if deploy.team_chart else None,
+            chart_name=deploy.chart_name,
         )
     except ValueError as e:
         raise errors.UsageError(str(e)) from e
@@ -409,18 +433,23 @@ def render(helm: Path, chart: Path, values: Mapping[str, Any], namespace: str,
 
 
 def check_values(settings: Settings, helm: Path, version: str, scratch: Path) -> None:
-    """The run's --set values rendered into the chart as shipped, before anything is
-    built or created: a value its schema refuses is a usage error (exit 64)."""
-    config = model_config(settings, version, settings.deploy.values, CHART_DIR, None, None)
+    """The run's --set values rendered into the chart (the bundled one as shipped, or the
+    team's --chart), before anything is built or created: a value its schema refuses is a
+    usage error (exit 64). A chart from --chart-repo is checked when it is fetched."""
+    chart = (settings.deploy.chart or CHART_DIR).resolve()
+    config = model_config(settings, version, settings.deploy.values, chart, None, None)
     scratch.mkdir(parents=True, exist_ok=True)
     try:  # a file of its own: runs on other cluster names check their values at the same time
         with tempfile.TemporaryDirectory(prefix="values-check-", dir=scratch) as tmp:
-            render(helm, CHART_DIR, config.chart_values(), config.namespace,
+            render(helm, chart, config.chart_values(), config.namespace,
                    Path(tmp) / "values.json")
     except errors.DeployError as e:
         said = [part[2:] for part in str(e).split(" / ") if part.startswith("- at ")]
-        raise errors.UsageError(f"--set values rejected by the chart's schema, nothing was "
-                                f"created: {'; '.join(said) or e}") from e
+        if said or settings.deploy.chart is None:
+            raise errors.UsageError(f"--set values rejected by the chart's schema, nothing was "
+                                    f"created: {'; '.join(said) or e}") from e
+        raise errors.UsageError(f"--chart {chart} does not render with these values, nothing "
+                                f"was created: {e}") from e
 
 
 class _DeploymentTimer:

@@ -12,8 +12,10 @@ is read, so that the settings can name the protocols without it).
 An answer is read strictly, because a release that changes what its clients receive has
 failed them even when it answers 200: the body must be the protocol's JSON, with one
 prediction per instance sent and the answering version in the body equal to the
-``X-Model-Version`` header. Whether each prediction is a class label is the caller's
-check (`label_problem`): only the caller knows the labels.
+version header (``X-Model-Version`` by default). A server that names its version only in
+the body (MLServer, KServe's runtimes: ``model_version``) is read by its body alone
+(`VERSION_FROM_BODY`). Whether each prediction is a class label is the caller's check
+(`label_problem`): only the caller knows the labels.
 """
 
 from __future__ import annotations
@@ -25,6 +27,17 @@ from typing import Any, Literal, get_args
 ProtocolName = Literal["kserve-v1", "open-inference-v2"]
 NAMES: tuple[str, ...] = get_args(ProtocolName)
 DEFAULT: ProtocolName = "kserve-v1"
+
+
+VERSION_FROM_BODY = "body"
+"""The answer-version setting that reads the version from the body's ``model_version``."""
+DEFAULT_VERSION_SOURCE = "header:X-Model-Version"
+"""The bundled server names its version in this header (and in the body)."""
+
+
+def version_header(source: str) -> str | None:
+    """The header an answer names its version in (``header:NAME``), or None: the body."""
+    return None if source == VERSION_FROM_BODY else source.partition(":")[2]
 
 
 class AnswerProblem(Exception):
@@ -46,11 +59,17 @@ class Protocol:
     def encode(self, instances: Sequence[Sequence[float]]) -> bytes:
         raise NotImplementedError
 
+    def answer(self, body: bytes | None, instances: int) -> tuple[list[Any], str]:
+        """The predictions in a 2xx answer to `instances` rows and the version its body
+        names; AnswerProblem if it is not one."""
+        raise NotImplementedError
+
     def predictions(self, body: bytes | None, header_version: str | None,
                     instances: int) -> list[Any]:
-        """The predictions in a 2xx answer to `instances` rows; AnswerProblem if it is not
-        one."""
-        raise NotImplementedError
+        """`answer`'s predictions, its body's version checked against the header's."""
+        predictions, version = self.answer(body, instances)
+        _same_version(version, header_version)
+        return predictions
 
 
 def _json(body: bytes | None) -> Any:
@@ -82,8 +101,7 @@ class KServeV1(Protocol):
     def encode(self, instances: Sequence[Sequence[float]]) -> bytes:
         return json.dumps({"instances": [list(row) for row in instances]}).encode()
 
-    def predictions(self, body: bytes | None, header_version: str | None,
-                    instances: int) -> list[Any]:
+    def answer(self, body: bytes | None, instances: int) -> tuple[list[Any], str]:
         answer = _json(body)
         if not (isinstance(answer, dict) and isinstance(answer.get("predictions"), list)
                 and isinstance(answer.get("model_version"), str)):  # fmt: skip
@@ -92,8 +110,7 @@ class KServeV1(Protocol):
         predictions: list[Any] = answer["predictions"]
         if len(predictions) != instances:
             raise AnswerProblem(f"{len(predictions)} predictions for {instances} instances")
-        _same_version(answer["model_version"], header_version)
-        return predictions
+        return predictions, answer["model_version"]
 
 
 class OpenInferenceV2(Protocol):
@@ -117,8 +134,7 @@ class OpenInferenceV2(Protocol):
             "name": self.input_name, "shape": [len(rows), width], "datatype": "FP64",
             "data": [x for row in rows for x in row]}]}).encode()  # fmt: skip
 
-    def predictions(self, body: bytes | None, header_version: str | None,
-                    instances: int) -> list[Any]:
+    def answer(self, body: bytes | None, instances: int) -> tuple[list[Any], str]:
         answer = _json(body)
         outputs = answer.get("outputs") if isinstance(answer, dict) else None
         first = outputs[0] if isinstance(outputs, list) and outputs else None
@@ -131,8 +147,7 @@ class OpenInferenceV2(Protocol):
         if len(data) != instances or first["shape"][:1] != [instances]:
             raise AnswerProblem(f"output of shape {first['shape']} with {len(data)} values "
                                 f"for {instances} instances")
-        _same_version(answer["model_version"], header_version)
-        return data
+        return data, answer["model_version"]
 
 
 def _flat(data: list[Any]) -> list[Any]:

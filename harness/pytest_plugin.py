@@ -21,8 +21,11 @@ gives them the gate as fixtures::
 - `rollout`: a function `(from_version, to_version, **changes)` that runs the
   gate's rehearsal (deploy, traffic, upgrade, verdict, report in the test's
   tmp_path) and returns a `Rollout`; `changes` (and the `rollout` marker's
-  keyword arguments) set `values` (chart values) or any traffic, gate, verdict
-  or deploy setting by its name, e.g. `users=4` or `slo_seconds=0.5`.
+  keyword arguments) set `values` (chart values, over those already set) or any
+  traffic, gate, verdict or deploy setting by its name, e.g. `users=4` or
+  `slo_seconds=0.5`; `config=PATH` takes the deploy, traffic, gate and verdict
+  settings from that run file instead of the suite's (a suite that gates several
+  models, one rollout.yaml each, on one cluster).
 
 A failing `assert rollout(...).passed` shows the verdict's summary line and
 the report's path, which is what a person acts on.
@@ -39,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from harness import errors
-from harness.settings import RunFile, Settings, resolve
+from harness.settings import RunFile, Settings, layered, resolve
 
 if TYPE_CHECKING:  # the plugin loads in every pytest run: the heavy imports wait for use
     from harness.cluster import Cluster
@@ -85,11 +88,16 @@ class Rollout:
 
 
 def changed(settings: Settings, changes: dict[str, Any]) -> Settings:
-    """`settings` with `values` as the chart values and every other keyword set on the
-    field of that name in the traffic, gate, verdict or deploy group."""
+    """`settings` with `config`'s run file in the traffic, gate, verdict and deploy groups,
+    `values` over the chart values, and every other keyword set on the field of that name
+    in those groups."""
     changes = dict(changes)
+    if "config" in changes:
+        own = resolve(None, {}, os.environ, RunFile.read(Path(changes.pop("config"))))
+        settings = dataclasses.replace(settings, **{g: getattr(own, g) for g in CHANGEABLE})
     if "values" in changes:
-        settings = settings.replace("deploy", values=dict(changes.pop("values")))
+        values = layered(settings.deploy.values, dict(changes.pop("values")))
+        settings = settings.replace("deploy", values=values)
     for name, value in changes.items():
         groups = [g for g in CHANGEABLE
                   if name in {f.name for f in dataclasses.fields(getattr(settings, g))}]

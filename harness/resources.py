@@ -30,6 +30,9 @@ RECIPES = ROOT / "toolchain"
 CHART_DIR = ROOT / "charts" / "ml-model"
 """The model server's Helm chart."""
 
+SERVER_IMAGE = "rollout-harness/model-server"
+"""The bundled model server's image name (its tag is the version), built from SERVER_DIR."""
+
 LOCUSTFILE = ROOT / "load" / "locustfile.py"
 """The inference load, also usable alone with `locust -f`; `recording.py` lies beside it
 (Locust puts the locustfile's folder on `sys.path`)."""

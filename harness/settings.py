@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 from harness import errors, protocols
+from harness.resources import SERVER_IMAGE
 
 T = TypeVar("T")
 
@@ -38,11 +39,14 @@ DEPLOY_COMMANDS = ("up", "verify", "rehearse", "calibrate", "canary")
 GATE_COMMANDS = ("verify", "rehearse", "calibrate", "canary")
 """The commands that run live traffic and judge it."""
 ROLLOUT_COMMANDS = ("verify", "rehearse")
+"""The commands that take the versions to roll between (calibrate's controls name theirs,
+canary has --stable and --candidate)."""
 PROGRAM_COMMANDS = ("up", "down", "verify", "rehearse")
 """Commands that can run a team's own Pulumi program (the canary and the controls need
 the bundled one: they set chart values per release)."""
-"""The commands that take the versions to roll between (calibrate's controls name theirs,
-canary has --stable and --candidate)."""
+TEAM_COMMANDS = ("up", "verify", "rehearse")
+"""Commands that can deploy a team's chart and image with the bundled program (the canary
+and the controls need the bundled chart's tracks and fault builds)."""
 CANARY_COMMANDS = ("canary",)
 
 
@@ -63,6 +67,9 @@ class Option:
     metavar: str | None = None
     shown_default: str | None = None
     """The default as help shows it, where the value itself reads badly."""
+    layered: bool = False
+    """A mapping whose flags go on top of the run file's, key by key (chart values: the
+    file describes the release, a flag changes one value of it)."""
 
 
 def option(default: Any = dataclasses.MISSING, *, help: str,
@@ -204,6 +211,28 @@ def version_source(raw: Any, name: str) -> str:
     return str(raw)
 
 
+def answer_version(raw: Any, name: str) -> str:
+    """``header:NAME`` or ``body``: where an answer names the version that served it."""
+    text = str(raw).strip()
+    kind, _, header = text.partition(":")
+    token = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"  # an HTTP header name
+    if text == protocols.VERSION_FROM_BODY or (kind == "header" and re.fullmatch(token, header)):
+        return text
+    raise errors.UsageError(f"{name} takes header:NAME (e.g. header:X-Model-Version) or body "
+                            f"(the answer's model_version), not {raw!r}")
+
+
+def image_repository(raw: Any, name: str) -> str:
+    """An image name without its tag, checked as the Pulumi program checks it."""
+    from ml_model_program import check_image_repository
+
+    try:
+        check_image_repository(str(raw), name)
+    except ValueError as e:
+        raise errors.UsageError(str(e)) from None
+    return str(raw)
+
+
 def model_version(raw: Any, name: str) -> str:
     """A chart version = image tag, checked the way the Pulumi program checks it, before
     anything is built (a bad one would otherwise fail minutes later in an image build)."""
@@ -338,6 +367,34 @@ class DeploySettings:
         parse=choice(CHART_SOURCES), commands=DEPLOY_COMMANDS,
         help="folder: the chart packaged at the version, from disk; repo: the same package "
              "fetched from a chart repository served on 127.0.0.1")
+    chart: Path | None = option(
+        None, flag="--chart", env="HARNESS_CHART", parse=path, commands=TEAM_COMMANDS,
+        metavar="DIR", shown_default="the bundled chart (charts/ml-model)",
+        help="your model's chart (a folder or a packaged .tgz), deployed for each version "
+             "with image.repository, image.tag = the version, replicaCount and service.type/"
+             "nodePort set (the usual `helm create` values)")
+    chart_repo: str | None = option(
+        None, flag="--chart-repo", env="HARNESS_CHART_REPO", parse=url,
+        commands=TEAM_COMMANDS, metavar="URL", shown_default="none",
+        help="a Helm chart repository to fetch your chart from at each version (chart "
+             "version = model version), as Pulumi's FetchOpts(repo=URL) does")
+    chart_name: str = option(
+        "ml-model", flag="--chart-name", env="HARNESS_CHART_NAME", parse=dns_label,
+        commands=TEAM_COMMANDS, help="the chart's name in --chart-repo")
+    image_repository: str = option(
+        SERVER_IMAGE, flag="--image-repository",
+        env="HARNESS_IMAGE_REPOSITORY", parse=image_repository, commands=TEAM_COMMANDS,
+        metavar="NAME",
+        help="the model image without its tag: each version runs NAME:VERSION, loaded into "
+             "kind from this host's docker (built first from --image-build, or the bundled "
+             "server for the default name; else it must be there already)")
+    image_build: Path | None = option(
+        None, flag="--image-build", env="HARNESS_IMAGE_BUILD", parse=path,
+        commands=TEAM_COMMANDS, metavar="DIR", shown_default="none",
+        help="a Docker build context with a Dockerfile, built as NAME:VERSION for each "
+             "version with build args MODEL_VERSION and BASE_IMAGE (a Python 3.11 image the "
+             "toolchain makes); its requirements.txt's wheels are fetched on this host into "
+             "wheels/ in the context, for an offline pip install")
     replicas: int = option(3, help="pods of the model Deployment")
     rollout_timeout: int = option(
         300, flag="--rollout-timeout", parse=integer(10), unit="s", commands=DEPLOY_COMMANDS,
@@ -345,6 +402,7 @@ class DeploySettings:
              "(pulumi.com/timeoutSeconds)")
     values: Mapping[str, Any] = option(
         flag="--set", action="append", metavar="KEY=VALUE", parse=chart_values, factory=dict,
+        layered=True,
         commands=DEPLOY_COMMANDS, shown_default="none",
         help="a chart value for every version deployed, e.g. gracefulDrain.enabled=false "
              "(repeatable)")
@@ -364,6 +422,21 @@ class DeploySettings:
         if self.program is not None and self.values:
             raise errors.UsageError("--set only applies to the bundled program: with --program "
                                     "your program decides its chart values")
+        if self.program is not None and self.team_chart:
+            raise errors.UsageError("--chart, --chart-repo and --image-repository are for the "
+                                    "bundled program: with --program your program names its "
+                                    "chart and image")
+        if self.chart is not None and self.chart_repo is not None:
+            raise errors.UsageError("--chart and --chart-repo both name the chart: give one")
+        if self.chart_source == "repo" and (self.chart is not None or self.chart_repo):
+            raise errors.UsageError("--chart-source repo serves the bundled chart: drop it to "
+                                    "deploy --chart or --chart-repo")
+
+    @property
+    def team_chart(self) -> bool:
+        """A chart or an image that is not the bundled model server's."""
+        return (self.chart is not None or self.chart_repo is not None
+                or self.image_repository != SERVER_IMAGE)
 
 
 @dataclass(frozen=True)
@@ -393,6 +466,17 @@ class TrafficSettings:
         help="how the traffic asks for predictions: kserve-v1 (POST /v1/models/<m>:predict) "
              "or open-inference-v2 (POST /v2/models/<m>/infer, as MLServer, Triton and "
              "KServe's runtimes answer)")
+    model: str | None = option(
+        None, flag="--model", env="HARNESS_MODEL", parse=text, commands=ROLLOUT_COMMANDS,
+        metavar="NAME", shown_default="the chart value model.name, else ml-model",
+        help="the model's name in the predict path (/v1/models/NAME:predict, "
+             "/v2/models/NAME/infer)")
+    answer_version: str = option(
+        protocols.DEFAULT_VERSION_SOURCE, flag="--answer-version", env="HARNESS_ANSWER_VERSION",
+        parse=answer_version, commands=ROLLOUT_COMMANDS, metavar="header:NAME|body",
+        help="where an answer names the version that served it: a response header, or the "
+             "body's model_version (MLServer, KServe runtimes); the gate needs it to tell "
+             "the versions apart")
     processes: int = option(
         1, flag="--processes", env="HARNESS_LOAD_PROCESSES", parse=processes,
         commands=GATE_COMMANDS, metavar="N",
@@ -606,6 +690,14 @@ class Settings:
         """Defaults overridden by `HARNESS_*` variables (the library's entry point)."""
         return resolve(None, {}, os.environ if environ is None else environ)
 
+    @property
+    def model_name(self) -> str:
+        """The model's name in the predict path: --model, else the chart value model.name
+        (the bundled chart's), else ml-model."""
+        if self.traffic.model:
+            return self.traffic.model
+        return str(dict(self.deploy.values.get("model") or {}).get("name", "ml-model"))
+
     def replace(self, group: str, **changes: Any) -> Settings:
         """A copy with fields of one group changed, e.g. `replace("cluster", keep=True)`."""
         return dataclasses.replace(self, **{group: dataclasses.replace(getattr(self, group),
@@ -667,9 +759,25 @@ def resolve(command: str | None, given: Mapping[str, Any],
                 value = opt.parse(raw, name) if opt.parse else raw
                 if base is not None and isinstance(value, Path) and not value.is_absolute():
                     value = base / value  # a path in the file is relative to the file
+                key = f"{group}.{f.name}"
+                if opt.layered and base is None and file is not None and key in file.settings:
+                    below = opt.parse(file.settings[key], f"{file.path}: {key}") if opt.parse \
+                        else file.settings[key]
+                    value = layered(below, value)
                 values[f.name] = value
         groups[group] = kind(**values)
     return Settings(**groups)
+
+
+def layered(below: Mapping[str, Any], above: Mapping[str, Any]) -> dict[str, Any]:
+    """`above` over `below`, nested mappings merged key by key."""
+    merged = dict(below)
+    for key, value in above.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = layered(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 RUN_FILE = "rollout.yaml"

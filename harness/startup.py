@@ -138,7 +138,17 @@ def validate(settings: Settings, versions: Sequence[str]) -> None:
         if settings.deploy.chart_source == "repo":
             raise errors.UsageError("--chart-source repo serves the bundled chart; with "
                                     "--program your program names its own chart")
-    if settings.deploy.values and versions:
+    chart = settings.deploy.chart
+    if chart is not None and not (chart / "Chart.yaml").is_file() and not (
+            chart.is_file() and chart.name.endswith(".tgz")):
+        raise errors.UsageError(f"--chart {chart}: not a chart (a folder with Chart.yaml, or "
+                                "a packaged .tgz)")
+    if settings.deploy.image_build is not None and not (
+            settings.deploy.image_build / "Dockerfile").is_file():
+        raise errors.UsageError(f"--image-build {settings.deploy.image_build}: no Dockerfile "
+                                "in it")
+    if (settings.deploy.values or chart is not None) and versions and \
+            settings.deploy.chart_repo is None:
         helm = toolchain.ensure_tool(settings, "helm") / "helm"
         deploy.check_values(settings, helm, versions[0], Cache(settings.cache_dir).state)
 
@@ -165,7 +175,10 @@ def load_images(settings: Settings, cluster_name: str, tools: Toolchain,
 def chart_repository(settings: Settings, stack: ModelStack,
                      versions: Sequence[str]) -> Iterator[str | None]:
     """With chart source "repo", the chart packaged at each version and served on
-    127.0.0.1 for the block; with "folder", nothing (None)."""
+    127.0.0.1 for the block; a team's --chart-repo as it is; else nothing (None)."""
+    if settings.deploy.chart_repo is not None:
+        yield settings.deploy.chart_repo
+        return
     if settings.deploy.chart_source != "repo":
         yield None
         return

@@ -126,6 +126,7 @@ class Traffic:
             "LOAD_TIMEOUT_SECONDS": str(s.timeout_seconds),
             "LOAD_MODEL_NAME": self.model_name,
             "LOAD_PROTOCOL": s.protocol,
+            "LOAD_ANSWER_VERSION": s.answer_version,
         })
         self._read.at = time.monotonic()
         log.debug("starting locust: %s", command)

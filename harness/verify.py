@@ -59,9 +59,8 @@ def rehearse(settings: Settings, ready: Prepared) -> Result:
     gate, stack, made = settings.gate, ready.stack.configured(settings), ready.cluster
     folder = gate.report_dir.resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    values = settings.deploy.values
-    model_name = str(dict(values.get("model") or {}).get("name", "ml-model"))
-    stack.up(gate.from_version, values, chart_repo=ready.chart_repo)
+    model_name = settings.model_name
+    stack.up(gate.from_version, settings.deploy.values, chart_repo=ready.chart_repo)
     traffic.wait_answering(made.base_url, model_name, timeout=60,
                            protocol=settings.traffic.protocol)
     api = config.new_client_from_config(  # type: ignore[no-untyped-call]

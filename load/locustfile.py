@@ -30,8 +30,9 @@ console statistics show service times only.
 Every answer is checked: a 2xx must be the protocol's JSON answer (v1:
 ``{"predictions": [...], "model_version": "..."}``; v2: an output tensor) with
 one prediction per instance sent, each a class label of the dataset, and the
-body's ``model_version`` equal to the ``X-Model-Version`` header; otherwise the
-request fails as ``bad body: <what was wrong>``.
+body's ``model_version`` equal to the version header; otherwise the request
+fails as ``bad body: <what was wrong>``. A server that names its version in the
+body only (``LOAD_ANSWER_VERSION=body``) is recorded with the body's version.
 
 Feature vectors are the rows of the model's own dataset (scikit-learn's
 bundled wine data, read from its CSV without importing scikit-learn into
@@ -42,6 +43,8 @@ Settings from the environment:
 - ``LOAD_PROTOCOL``: ``kserve-v1`` (``POST /v1/models/<name>:predict``, the
   default) or ``open-inference-v2`` (``POST /v2/models/<name>/infer`` with an
   ``FP64`` tensor); ``harness/protocols.py`` holds both wire shapes;
+- ``LOAD_ANSWER_VERSION``: where an answer names its version: ``header:NAME``
+  (``header:X-Model-Version``, the default) or ``body`` (its ``model_version``);
 - ``LOAD_USERS``: keep-alive users (unset: all ``-u`` users but the churn ones;
   0: none);
 - ``LOAD_CHURN_USERS``: new-connection users (0);
@@ -157,6 +160,9 @@ MAX_REQUESTS = int(_env_float("LOAD_MAX_REQUESTS", 0))
 TIMEOUT = _env_float("LOAD_TIMEOUT_SECONDS", 10.0)
 SEED = int(_env_float("LOAD_SEED", 0))
 PROTOCOL = protocols.by_name(os.environ.get("LOAD_PROTOCOL") or protocols.DEFAULT)
+VERSION_HEADER = protocols.version_header(os.environ.get("LOAD_ANSWER_VERSION")
+                                          or protocols.DEFAULT_VERSION_SOURCE)
+"""The header an answer names its version in; None: its body's model_version."""
 
 KEEP_ALIVE_NAME = "predict"
 NEW_CONNECTION_NAME = NEW_CONNECTION  # the verdict's power rule counts these
@@ -198,13 +204,17 @@ _sent = 0
 _recorder: recording.Recorder | None = None
 
 
-def body_problem(content: bytes | None, header_version: str | None, instances: int) -> str | None:
-    """What is wrong with a 2xx answer's body, or None when it is a valid prediction."""
+def read_answer(content: bytes | None, header_version: str | None,
+                instances: int) -> tuple[str | None, str | None]:
+    """(What is wrong with a 2xx answer's body or None, the version its body names).
+    With the version in a header (`VERSION_HEADER`), the body's must equal it."""
     try:
-        predictions = PROTOCOL.predictions(content, header_version, instances)
+        predictions, version = PROTOCOL.answer(content, instances)
     except protocols.AnswerProblem as e:
-        return str(e)
-    return protocols.label_problem(predictions, LABELS)
+        return str(e), None
+    if VERSION_HEADER is not None and version != header_version:
+        return f"model_version {version!r} but {VERSION_HEADER} {header_version!r}", version
+    return protocols.label_problem(predictions, LABELS), version
 
 
 def _record(environment: Any, **_: Any) -> None:
@@ -218,7 +228,7 @@ def _record(environment: Any, **_: Any) -> None:
                 raise RuntimeError("the Locust master gave this worker no index: its record "
                                    "would have no file of its own")
             path = part_record(path, runner.worker_index)
-        _recorder = recording.attach(environment.events, path)
+        _recorder = recording.attach(environment.events, path, VERSION_HEADER)
     if isinstance(runner, MasterRunner):
         _lead(runner)
     elif isinstance(runner, WorkerRunner):
@@ -472,8 +482,12 @@ class _Predictor(FastHttpUser):
                 response.failure(f"HTTP {status}: not a 2xx answer")
                 return
             headers = response.headers
-            version = headers.get("X-Model-Version") if headers is not None else None
-            if problem := body_problem(response.content, version, BATCH_SIZE):
+            version = (headers.get(VERSION_HEADER) if headers is not None and VERSION_HEADER
+                       else None)
+            problem, named = read_answer(response.content, version, BATCH_SIZE)
+            if VERSION_HEADER is None and named is not None:  # the recorder takes it from here
+                response.request_meta["context"][recording.ANSWER_VERSION] = named
+            if problem:
                 response.failure(f"bad body: {problem}")
         except Exception as e:  # a check that breaks must not lose the request
             response.failure(f"bad body: {type(e).__name__}: {e}")

@@ -12,8 +12,10 @@ its ``read_requests``):
   so a stall is charged to every request queued behind it (no coordinated
   omission); ``lag_ms`` is that wait alone;
 - ``status`` is 0 when no response arrived (then ``error`` says why);
-- ``version`` and ``pod`` are the ``X-Model-Version`` and ``X-Pod-Name``
-  headers of the pod that answered;
+- ``version`` and ``pod`` are the ``X-Model-Version`` (or the recorder's
+  ``version_header``) and ``X-Pod-Name`` headers of the pod that answered; a
+  version the locustfile read from the answer's body (``ANSWER_VERSION`` in the
+  ``context``) comes first;
 - ``error`` names what went wrong (see ``describe``).
 
 Lines are kept in memory and written in blocks — when a block is full, and at
@@ -54,6 +56,9 @@ INTENDED_TIME = "intended_time"
 """``context`` key: when the request was meant to be sent, epoch seconds."""
 LAG_MS = "lag_ms"
 """``context`` key: how long after that it was actually sent, milliseconds."""
+ANSWER_VERSION = "answer_version"
+"""``context`` key: the version the answer's body named, for a server that names it there
+only."""
 
 
 class RequestCut(Exception):
@@ -92,8 +97,10 @@ class Recorder:
     """
 
     def __init__(self, path: Path, buffer_lines: int = BUFFER_LINES,
-                 flush_seconds: float = FLUSH_SECONDS) -> None:
+                 flush_seconds: float = FLUSH_SECONDS,
+                 version_header: str | None = "X-Model-Version") -> None:
         self.path = path
+        self.version_header = version_header
         self.buffer_lines = buffer_lines
         self.flush_seconds = flush_seconds
         self._flushed = time.monotonic()
@@ -121,7 +128,7 @@ class Recorder:
         headers = getattr(response, "headers", None)
         version = pod = None
         if headers is not None:
-            version = headers.get("X-Model-Version")
+            version = headers.get(self.version_header) if self.version_header else None
             pod = headers.get("X-Pod-Name")
         t = start_time or 0.0
         latency = float(response_time or 0.0)
@@ -129,6 +136,7 @@ class Recorder:
         if context:
             t = float(context.get(INTENDED_TIME, t))
             lag = float(context.get(LAG_MS, 0.0))
+            version = context.get(ANSWER_VERSION) or version
             latency += lag
         request = Request(
             t=t,
@@ -180,9 +188,9 @@ class Recorder:
         self.close()
 
 
-def attach(events: Any, path: Path) -> Recorder:
+def attach(events: Any, path: Path, version_header: str | None = "X-Model-Version") -> Recorder:
     """Record every request of a Locust environment's ``events`` to ``path``."""
-    recorder = Recorder(path)
+    recorder = Recorder(path, version_header=version_header)
     events.request.add_listener(recorder.on_request)
     events.test_stop.add_listener(lambda **_: recorder.flush())
     events.quitting.add_listener(recorder.close)

@@ -544,6 +544,32 @@ def test_bad_bodies_are_failures(tmp_path: Path) -> None:
     check_summary(record)
 
 
+def test_a_server_naming_its_version_in_the_body_only(tmp_path: Path) -> None:
+    """MLServer and KServe's runtimes send no version header and no pod name: with
+    LOAD_ANSWER_VERSION=body each request is recorded with its body's model_version,
+    and a bad body is still a failure."""
+    record = tmp_path / "requests.jsonl"
+    kinds = [
+        (answer({"predictions": [1], "model_version": "1.0.0"}, version=None, pod=None), None),
+        (answer({"predictions": [1], "model_version": "1.1.0"}, version=None, pod=None), None),
+        (answer({"predictions": [1]}, version=None, pod=None), 'not {"predictions"'),
+        (answer({"predictions": [9], "model_version": "1.1.0"}, version=None, pod=None),
+         "9 is not a class label"),
+    ]
+    env = {"LOAD_USERS": "1", "LOAD_MAX_REQUESTS": str(len(kinds)),
+           "LOAD_ANSWER_VERSION": "body"}
+    with FakeServer(lambda i: Reply(raw=kinds[i % len(kinds)][0])) as fake:
+        result = run_locust(fake.url, record, "-u", "1", "-r", "1", "-t", "60s", env=env)
+    records = read_lines(record)
+    assert len(records) == len(kinds), result.stderr[-2000:]
+    assert [r["version"] for r in records] == ["1.0.0", "1.1.0", None, "1.1.0"]
+    assert [r["ok"] for r in records] == [True, True, False, False]
+    for r, (_, expected) in zip(records, kinds, strict=True):
+        assert r["pod"] is None
+        assert expected is None or expected in r["error"]
+    check_summary(record)
+
+
 @pytest.mark.parametrize(("reply", "error"), [
     (Reply(raw=None, end="reset"), "ConnectionResetError: "),
     (Reply(delay=3.0), "timeout: "),

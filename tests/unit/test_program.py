@@ -476,6 +476,40 @@ def test_only_the_services_skip_their_await(local: Any) -> pulumi.Output[Any]:
     return rollout(local(), check)
 
 
+TEAM_CHART = REPO / "examples" / "mlserver" / "chart"
+"""A team's chart, written with no knowledge of this harness."""
+
+
+@runtime_test
+def test_a_teams_chart_gets_the_version_label_on_its_pods(local: Any) -> pulumi.Output[Any]:
+    """The watch tells old pods from new by the version label; a team's chart has none of
+    its own, so the program puts it on the pod template (the selector is left alone)."""
+    config = local(chart_path=str(TEAM_CHART), chart_version="1.1.0",
+                   image_repository="example/wine-mlserver")
+
+    def check(r: Rollout) -> None:
+        deployment = r.one("Deployment")
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert labels[program.VERSION_LABEL] == "1.1.0"
+        assert program.VERSION_LABEL not in deployment["spec"]["selector"]["matchLabels"]
+        assert r.container["image"] == "example/wine-mlserver:1.1.0"
+        assert r.one("Service")["spec"]["type"] == "ClusterIP", "the chart's own default"
+
+    return rollout(config, check)
+
+
+@runtime_test
+def test_a_version_label_the_chart_sets_is_kept(local: Any) -> pulumi.Output[Any]:
+    config = local(chart_path=str(TEAM_CHART), chart_version="1.1.0",
+                   values={"podLabels": {program.VERSION_LABEL: "its-own"}})
+
+    def check(r: Rollout) -> None:
+        labels = r.one("Deployment")["spec"]["template"]["metadata"]["labels"]
+        assert labels[program.VERSION_LABEL] == "its-own"
+
+    return rollout(config, check)
+
+
 @runtime_test
 def test_timeout_annotation_default(local: Any) -> pulumi.Output[Any]:
     def check(r: Rollout) -> None:
@@ -747,6 +781,8 @@ def _configs() -> list[program.ModelConfig]:
                             values={"image": {"tag": "meta"}}),
         program.ModelConfig(chart_version="1.0.0", chart_repo="http://127.0.0.1:8879",
                             canary=program.CanaryConfig(version="1.1.0")),
+        program.ModelConfig(chart_version="1.1.0", chart_repo="http://127.0.0.1:8879",
+                            chart_name="wine-mlserver", image_repository="example/wine"),
         program.ModelConfig(
             chart_version="1.0.0", chart_path=str(CHART), host_port=38080,
             values={"service": {"nodePort": 30090}},

@@ -126,6 +126,24 @@ def test_a_change_names_a_setting_or_is_refused_with_the_list():
         pytest_plugin.changed(Settings(), {"userz": 4})
 
 
+def test_a_rollout_can_take_its_settings_from_a_run_file_of_its_own(tmp_path, monkeypatch):
+    """One suite, one cluster, several models: each rollout names its model's rollout.yaml;
+    the cluster stays the session's, and values given to the rollout go over the file's."""
+    monkeypatch.delenv("HARNESS_USERS", raising=False)
+    (tmp_path / "chart").mkdir()
+    (tmp_path / "rollout.yaml").write_text(
+        "deploy:\n  chart: chart\n  image_repository: example/wine-mlserver\n"
+        "  values: {preStopSleepSeconds: 10, service: {port: 8080}}\n"
+        "traffic:\n  model: wine\n  users: 6\n")
+    session = Settings().replace("cluster", name="suite-cluster")
+    settings = pytest_plugin.changed(session, {"config": tmp_path / "rollout.yaml",
+                                               "values": {"preStopSleepSeconds": 0}})
+    assert settings.cluster.name == "suite-cluster"
+    assert settings.deploy.chart == tmp_path / "chart"
+    assert (settings.model_name, settings.traffic.users) == ("wine", 6)
+    assert settings.deploy.values == {"preStopSleepSeconds": 0, "service": {"port": 8080}}
+
+
 def test_the_marker_is_declared(pytester: pytest.Pytester):
     result = pytester.runpytest_inprocess("--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.rollout(**changes): *"])

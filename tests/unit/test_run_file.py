@@ -53,6 +53,51 @@ def test_chart_values_are_a_mapping_there(tmp_path: Path) -> None:
         "gracefulDrain": {"enabled": False}}
 
 
+def test_a_set_flag_changes_one_value_of_the_files(tmp_path: Path) -> None:
+    """The file describes the release; `--set` changes one value of it (a negative control
+    with its drain off), not all of them."""
+    file = run_file(tmp_path, "deploy:\n  values:\n    preStopSleepSeconds: 10\n"
+                              "    service: {port: 8080}\n")
+    chosen = settings.resolve("verify", {"deploy.values": ["preStopSleepSeconds=0",
+                                                           "service.nodePort=30080"]}, {}, file)
+    assert chosen.deploy.values == {"preStopSleepSeconds": 0,
+                                    "service": {"port": 8080, "nodePort": 30080}}
+
+
+def test_a_team_chart_and_image_from_the_file(tmp_path: Path) -> None:
+    (tmp_path / "chart").mkdir()
+    file = run_file(tmp_path, """\
+deploy:
+  chart: chart
+  image_repository: example/wine-mlserver
+  image_build: image
+traffic:
+  protocol: open-inference-v2
+  model: wine
+  answer_version: body
+""")
+    chosen = settings.resolve("verify", {}, {}, file)
+    assert chosen.deploy.chart == tmp_path / "chart"
+    assert chosen.deploy.image_build == tmp_path / "image"
+    assert chosen.deploy.team_chart
+    assert (chosen.model_name, chosen.traffic.answer_version) == ("wine", "body")
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("deploy:\n  chart: c\n  chart_repo: http://127.0.0.1:1\n", "give one"),
+    ("deploy:\n  chart: c\n  chart_source: repo\n", "--chart-source repo serves the bundled"),
+    ("deploy:\n  image_repository: Not/Valid\n", "image name without tag"),
+    ("deploy:\n  chart_repo: ftp://x\n", "http:// or https:// URL"),
+    ("traffic:\n  answer_version: footer\n", "takes header:NAME"),
+    ("traffic:\n  answer_version: 'header:'\n", "takes header:NAME"),
+    ("deploy:\n  program: p\n  chart: c\n", "for the bundled program"),
+])
+def test_a_team_setting_that_cannot_work_is_one_line(tmp_path: Path, text: str,
+                                                     problem: str) -> None:
+    with pytest.raises(errors.UsageError, match=problem):
+        settings.resolve("verify", {}, {}, run_file(tmp_path, text))
+
+
 @pytest.mark.parametrize(("text", "problem"), [
     ("trafic:\n  users: 4\n", "trafic is not a group of settings; did you mean traffic?"),
     ("traffic:\n  user: 4\n", "traffic.user is not a setting; did you mean traffic.users?"),

@@ -68,12 +68,15 @@ TRACKS = (STABLE, BASELINE, CANARY)
 TIMEOUT_ANNOTATION = "pulumi.com/timeoutSeconds"
 SKIP_AWAIT_ANNOTATION = "pulumi.com/skipAwait"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+VERSION_LABEL = "rollout-harness/model-version"
+"""The pod label that tells a pod's version to whoever watches the rollout (the harness's
+watch): the bundled chart sets it, and the program puts it on any other chart's pods."""
 
 CONFIG_KEYS = (
     "chartVersion", "imageRepository", "imageTag", "replicaCount", "namespace", "values",
     "chartPath", "chartRepo", "releaseName", "timeoutSeconds", "hostPort", "nodeAddress",
     "canary",
-    "adoptNamespace",
+    "adoptNamespace", "chartName",
 )
 """Every stack config key the program reads (in the project's namespace, ``ml-model:``)."""
 
@@ -325,6 +328,10 @@ class ModelConfig:
     namespace on a shared cluster): the program reads it instead of creating it, so
     destroying the stack leaves it in place."""
 
+    chart_name: str = CHART_NAME
+    """``chartName``: the chart's name in ``chart_repo`` (a team's own chart); unset
+    means ``ml-model``, the bundled chart."""
+
     def __post_init__(self) -> None:
         check_chart_version(self.chart_version)
         _check_chart_source(self.chart_path, self.chart_repo)
@@ -353,6 +360,9 @@ class ModelConfig:
                 f"and '.', at most {_RELEASE_NAME_MAX}), not {self.release_name!r}"
             )
         _check_int("timeoutSeconds", self.timeout_seconds, 1)
+        if not isinstance(self.chart_name, str) or not _DNS_LABEL.match(self.chart_name):
+            raise ValueError(f"chartName must be a chart name (lower-case letters, digits "
+                             f"and '-'), not {self.chart_name!r}")
         if self.host_port is not None:
             _check_int("hostPort", self.host_port, 1, 65535)
         if self.node_address is not None:
@@ -403,6 +413,7 @@ class ModelConfig:
             canary=CanaryConfig.from_stack_value(config["canary"]) if "canary" in config
             else None,
             adopt_namespace=_stack_bool(config, "adoptNamespace"),
+            chart_name=config.get("chartName", CHART_NAME),
         )
 
     def to_stack_config(self) -> dict[str, str]:
@@ -431,6 +442,7 @@ class ModelConfig:
             "nodeAddress": self.node_address,
             "canary": self.canary.to_stack_value() if self.canary is not None else None,
             "adoptNamespace": "true" if self.adopt_namespace else None,
+            "chartName": self.chart_name if self.chart_name != CHART_NAME else None,
         }
         return {key: str(value) for key, value in pairs.items() if value is not None}
 
@@ -592,7 +604,7 @@ def _deploy_release(
     _warn_if_local_chart_differs(release)
     chart = k8s.helm.v3.Chart(
         release.name,
-        _chart_opts(config, release, _transformations(config, namespace)),
+        _chart_opts(config, release, _transformations(config, release, namespace)),
         pulumi.ResourceOptions(depends_on=[namespace]),
     )
     wanted = f"{config.namespace}/{release.fullname}"
@@ -615,7 +627,7 @@ def _chart_opts(
             transformations=transformations,
         )
     return k8s.helm.v3.ChartOpts(
-        chart=CHART_NAME,
+        chart=config.chart_name,
         version=release.chart_version,
         fetch_opts=k8s.helm.v3.FetchOpts(repo=release.chart_repo),
         namespace=config.namespace,
@@ -624,10 +636,11 @@ def _chart_opts(
     )
 
 
-def _transformations(config: ModelConfig, namespace: pulumi.Resource) -> list[Any]:
-    """Bound every object's await; leave the Services' out; make every object
-    wait for the namespace (depends_on on the Chart component is not passed to
-    its children).
+def _transformations(config: ModelConfig, release: Release,
+                     namespace: pulumi.Resource) -> list[Any]:
+    """Bound every object's await; leave the Services' out; label the pods with
+    their version; make every object wait for the namespace (depends_on on the
+    Chart component is not passed to its children).
 
     The Deployment's await is what proves a rollout: every new pod ready, every
     old one gone from the ReplicaSet. A Service's await adds nothing to it and
@@ -639,7 +652,13 @@ def _transformations(config: ModelConfig, namespace: pulumi.Resource) -> list[An
     deadline, which delayed the rollback. Whoever needs the Service answering
     waits for that itself (the gate and the canary do, before any traffic).
     The bound still goes on every object.
+
+    The version label (``VERSION_LABEL``) is how a watcher tells old pods from new
+    ones whatever the chart: a team's chart knows nothing of this harness, so its
+    workloads' pod templates get it here, with the value the bundled chart gives it
+    (the image tag, ``+`` read as ``_``); a template that has it keeps its own.
     """
+    version = release.image_tag.replace("+", "_")[:63].rstrip("-.")
 
     def bound_await(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> None:
         metadata = obj.get("metadata") or {}
@@ -650,10 +669,21 @@ def _transformations(config: ModelConfig, namespace: pulumi.Resource) -> list[An
             annotations[SKIP_AWAIT_ANNOTATION] = "true"
         metadata["annotations"] = annotations
 
+    def version_label(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> None:
+        if obj.get("kind") not in WORKLOADS:
+            return
+        template = obj.setdefault("spec", {}).setdefault("template", {})
+        labels = template.setdefault("metadata", {}).setdefault("labels", {})
+        labels.setdefault(VERSION_LABEL, version)
+
     def after_namespace(obj: dict[str, Any], opts: pulumi.ResourceOptions) -> None:
         opts.depends_on = [namespace]
 
-    return [bound_await, after_namespace]
+    return [bound_await, version_label, after_namespace]
+
+
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
+"""Kinds whose pod template gets ``VERSION_LABEL``."""
 
 
 def _pick(resources: Mapping[str, Any], gvk: str, wanted: str) -> Any:
@@ -832,6 +862,11 @@ def _fullname(release_name: str, values: Mapping[str, Any], truncate: bool = Tru
         name = str(values.get("nameOverride") or CHART_NAME)
         full = release_name if name in release_name else f"{release_name}-{name}"
     return full[:63].rstrip("-") if truncate else full
+
+
+def check_image_repository(value: Any, key: str = "imageRepository") -> None:
+    """An image name without its tag (the harness checks its settings with it)."""
+    _check_image_repository(key, value)
 
 
 def _check_image_repository(key: str, value: Any) -> None:

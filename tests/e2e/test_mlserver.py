@@ -1,0 +1,106 @@
+"""A team's model on a third-party server, gated through its run file alone.
+
+examples/mlserver is written as a team would, with no knowledge of this harness: the
+wine model served by MLServer (installed from PyPI, its image built offline from a
+wheelhouse fetched on the host), the team's own Helm chart, and a rollout.yaml that says
+how to ask it (the Open Inference Protocol, model `wine`) and where its answers name
+their version (the body's `model_version`: MLServer sends no version header, and no pod
+name either, so the verdict credits each pod its share of the answers). Every case runs
+at the default load and thresholds, as `rollout-harness verify` in that folder would:
+
+- the good upgrade passes;
+- the same upgrade with the chart's preStop drain removed (`--set
+  preStopSleepSeconds=0`) fails, on the connections refused or reset as old pods exit;
+- the same chart fetched from a Helm repository on 127.0.0.1 at each version (the seed's
+  `fetch_opts.repo` flow), with images built beforehand, passes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness import charts, images
+from harness import toolchain as toolchains
+from harness.pytest_plugin import Rollout
+from harness.settings import Settings
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "mlserver"
+RUN_FILE = EXAMPLE / "rollout.yaml"
+FROM, TO = "1.0.0", "1.1.0"
+
+
+def _judged_by_version(result: Rollout) -> None:
+    """Both versions answered, named by the body (the only place MLServer names them)."""
+    figures = result.figures
+    assert figures.by_version.keys() == {FROM, TO}, figures.by_version
+    assert figures.replaced_pods == 3
+
+
+def test_the_teams_run_file_passes_a_good_upgrade(rollout: Callable[..., Rollout]):
+    result = rollout(FROM, TO, config=RUN_FILE)
+    assert result.outcome == "pass", result.checks
+    assert result.figures.failures == 0, result.figures.errors
+    assert all(c.outcome == "pass" for c in result.checks), result.checks
+    _judged_by_version(result)
+    requests = result.result.evidence.requests
+    assert all(r.pod is None for r in requests), "MLServer names no pod"
+
+
+def test_without_its_drain_the_same_upgrade_fails(rollout: Callable[..., Rollout]):
+    result = rollout(FROM, TO, config=RUN_FILE, values={"preStopSleepSeconds": 0})
+    assert result.outcome == "fail", result.checks
+    figures = result.figures
+    assert figures.failures > 0
+    failed = next(c for c in result.checks if c.name == "no failed requests")
+    assert failed.outcome == "fail", result.checks
+    # the pods stop while the endpoints still send them connections: refused or cut
+    causes = set(figures.errors)
+    assert causes & {"refused", "reset", "connection closed"}, figures.errors
+    assert "bad body" not in causes, figures.errors
+
+
+@pytest.fixture
+def chart_repo(tmp_path: Path, deploy_tools: toolchains.DeployTools) -> Iterator[str]:
+    """The team's chart packaged at each version (appVersion the same), as its release
+    pipeline publishes it, in a repository served on 127.0.0.1."""
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    for version in (FROM, TO):
+        subprocess.run([str(deploy_tools.helm), "package", str(EXAMPLE / "chart"),
+                        "--version", version, "--app-version", version, "-d", str(folder)],
+                       check=True, capture_output=True, timeout=60)
+    subprocess.run([str(deploy_tools.helm), "repo", "index", str(folder)], check=True,
+                   capture_output=True, timeout=60)
+    with charts.serve(folder) as url:
+        yield url
+
+
+@pytest.fixture
+def prebuilt(settings: Settings, toolchain: toolchains.Toolchain) -> str:
+    """The images as a team's pipeline leaves them in docker before the gate runs."""
+    recipe = images.Build.of_folder("example/wine-mlserver-prebuilt", EXAMPLE / "image")
+    for version in (FROM, TO):
+        images.build(settings, toolchain.cache, recipe, version)
+    return recipe.repository
+
+
+def test_a_chart_from_a_helm_repository_with_prebuilt_images_passes(
+        tmp_path: Path, chart_repo: str, prebuilt: str, rollout: Callable[..., Rollout]):
+    run_file = yaml.safe_load(RUN_FILE.read_text())
+    deploy = run_file["deploy"]
+    del deploy["chart"], deploy["image_build"]
+    deploy.update(chart_repo=chart_repo, chart_name="wine-mlserver", image_repository=prebuilt)
+    written = tmp_path / "rollout.yaml"
+    written.write_text(yaml.safe_dump(run_file))
+
+    result = rollout(FROM, TO, config=written)
+    assert result.outcome == "pass", result.checks
+    assert result.figures.failures == 0, result.figures.errors
+    _judged_by_version(result)
