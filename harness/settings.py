@@ -471,6 +471,12 @@ class TrafficSettings:
         metavar="NAME", shown_default="the chart value model.name, else ml-model",
         help="the model's name in the predict path (/v1/models/NAME:predict, "
              "/v2/models/NAME/infer)")
+    requests: Path | None = option(
+        None, flag="--requests", env="HARNESS_REQUESTS", parse=path, commands=ROLLOUT_COMMANDS,
+        metavar="FILE", shown_default="the wine data set",
+        help="the inputs the load sends, a JSONL file: one {\"instance\": [feature, ...], "
+             "\"label\": L} per line, a row of your model's features; with labels, every "
+             "prediction must be one of them")
     answer_version: str = option(
         protocols.DEFAULT_VERSION_SOURCE, flag="--answer-version", env="HARNESS_ANSWER_VERSION",
         parse=answer_version, commands=ROLLOUT_COMMANDS, metavar="header:NAME|body",
@@ -799,8 +805,11 @@ class RunFile:
           from_version: 1.0.0
           to_version: 1.1.0
 
-    A flag or a HARNESS_* variable overrides the file. Read whole and checked before
-    anything starts: an unknown name is one line naming the closest known one."""
+    The same groups may instead be the ``[tool.rollout-harness]`` table of a project's
+    pyproject.toml (``[tool.rollout-harness.traffic]`` ...), where Python projects keep
+    their tools' settings. A flag or a HARNESS_* variable overrides the file. Read whole
+    and checked before anything starts: an unknown name is one line naming the closest
+    known one."""
 
     path: Path
     settings: Mapping[str, Any]
@@ -810,14 +819,7 @@ class RunFile:
     def read(cls, path: Path) -> RunFile:
         import difflib
 
-        import yaml
-
-        try:
-            document = yaml.safe_load(path.read_text())
-        except OSError as e:
-            raise errors.UsageError(f"{path}: cannot read it ({e.strerror})") from None
-        except yaml.YAMLError as e:
-            raise errors.UsageError(f"{path}: not YAML ({e})".replace("\n", " ")) from None
+        document = _pyproject_table(path) if path.name.endswith(".toml") else _yaml(path)
         if document is None:
             document = {}
         if not isinstance(document, dict):
@@ -850,4 +852,41 @@ class RunFile:
         if named or environ.get("HARNESS_CONFIG"):
             return cls.read(Path(str(named or environ["HARNESS_CONFIG"])).expanduser())
         default = (folder or Path.cwd()) / RUN_FILE
-        return cls.read(default) if default.is_file() else None
+        if default.is_file():
+            return cls.read(default)
+        project = default.with_name("pyproject.toml")
+        if project.is_file() and _pyproject_table(project, required=False) is not None:
+            return cls.read(project)
+        return None
+
+
+PYPROJECT_TABLE = "rollout-harness"
+"""``[tool.rollout-harness]``: the run file's groups inside a pyproject.toml."""
+
+
+def _yaml(path: Path) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise errors.UsageError(f"{path}: cannot read it ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        raise errors.UsageError(f"{path}: not YAML ({e})".replace("\n", " ")) from None
+
+
+def _pyproject_table(path: Path, required: bool = True) -> Any:
+    """The ``[tool.rollout-harness]`` table of a TOML file; None (or, when `required`, a
+    usage error) when it has none."""
+    import tomllib
+
+    try:
+        document = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise errors.UsageError(f"{path}: cannot read it ({e.strerror})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise errors.UsageError(f"{path}: not TOML ({e})") from None
+    table = document.get("tool", {}).get(PYPROJECT_TABLE)
+    if table is None and required:
+        raise errors.UsageError(f"{path}: no [tool.{PYPROJECT_TABLE}] table in it")
+    return table

@@ -27,6 +27,7 @@ from harness import (
     runlock,
     target,
     toolchain,
+    traffic,
 )
 from harness import settings as settings_module
 from harness.cluster import Cluster
@@ -143,6 +144,8 @@ def validate(settings: Settings, versions: Sequence[str]) -> None:
             chart.is_file() and chart.name.endswith(".tgz")):
         raise errors.UsageError(f"--chart {chart}: not a chart (a folder with Chart.yaml, or "
                                 "a packaged .tgz)")
+    if settings.traffic.requests is not None:
+        traffic.check_requests(settings.traffic.requests)
     if settings.deploy.image_build is not None and not (
             settings.deploy.image_build / "Dockerfile").is_file():
         raise errors.UsageError(f"--image-build {settings.deploy.image_build}: no Dockerfile "

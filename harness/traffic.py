@@ -16,6 +16,7 @@ a single process's record.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -127,6 +128,7 @@ class Traffic:
             "LOAD_MODEL_NAME": self.model_name,
             "LOAD_PROTOCOL": s.protocol,
             "LOAD_ANSWER_VERSION": s.answer_version,
+            **({"LOAD_DATA_FILE": str(s.requests.resolve())} if s.requests else {}),
         })
         self._read.at = time.monotonic()
         log.debug("starting locust: %s", command)
@@ -261,6 +263,33 @@ class _Counts:
             self.offsets[path] = offset + len(whole)
             self.requests += whole.count(b"\n")
             self.failed += whole.count(b'"ok":false')
+
+
+def check_requests(path: Path) -> int:
+    """The rows of a --requests file, checked as the load will read them: one JSON object
+    per line with an "instance" (a list of numbers) and optionally a "label". Returns how
+    many; a file the load could not use is one line naming the line that is wrong."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        raise errors.UsageError(f"--requests {path}: cannot read it ({e.strerror})") from None
+    count = 0
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as e:
+            raise errors.UsageError(f"--requests {path}:{number}: not JSON ({e})") from None
+        instance = record.get("instance") if isinstance(record, dict) else None
+        if not (isinstance(instance, list) and instance and all(
+                isinstance(x, int | float) and not isinstance(x, bool) for x in instance)):
+            raise errors.UsageError(f"--requests {path}:{number}: needs \"instance\": a list "
+                                    f"of numbers (the model's features), not {line[:80]!r}")
+        count += 1
+    if not count:
+        raise errors.UsageError(f"--requests {path}: no rows in it")
+    return count
 
 
 def wait_answering(url: str, model_name: str, timeout: float,

@@ -8,11 +8,13 @@ their version (the body's `model_version`: MLServer sends no version header, and
 name either, so the verdict credits each pod its share of the answers). Every case runs
 at the default load and thresholds, as `rollout-harness verify` in that folder would:
 
-- the good upgrade passes;
-- the same upgrade with the chart's preStop drain removed (`--set
-  preStopSleepSeconds=0`) fails, on the connections refused or reset as old pods exit;
-- the same chart fetched from a Helm repository on 127.0.0.1 at each version (the seed's
-  `fetch_opts.repo` flow), with images built beforehand, passes.
+- the good upgrade passes, the chart from the example's folder and its images built by
+  the gate;
+- its negative control, the same upgrade with the chart's preStop drain removed
+  (`preStopSleepSeconds: 0`), fails on the connections reset or closed as old pods exit.
+  This run takes the chart from a Helm repository on 127.0.0.1 at each version (the
+  seed's `fetch_opts.repo` flow) and images built beforehand, as a team's release
+  pipeline leaves them: one rollout shows both.
 """
 
 from __future__ import annotations
@@ -36,11 +38,14 @@ RUN_FILE = EXAMPLE / "rollout.yaml"
 FROM, TO = "1.0.0", "1.1.0"
 
 
-def _judged_by_version(result: Rollout) -> None:
-    """Both versions answered, named by the body (the only place MLServer names them)."""
+def _rolled_over(result: Rollout) -> None:
+    """Both versions answered, named by the body (the only place MLServer names them), and
+    the chart's three pods were replaced: the run deployed what the file says."""
     figures = result.figures
     assert figures.by_version.keys() == {FROM, TO}, figures.by_version
     assert figures.replaced_pods == 3
+    finished = next(c for c in result.checks if c.name == "rollout finished on the new version")
+    assert finished.outcome == "pass", finished
 
 
 def test_the_teams_run_file_passes_a_good_upgrade(rollout: Callable[..., Rollout]):
@@ -48,22 +53,8 @@ def test_the_teams_run_file_passes_a_good_upgrade(rollout: Callable[..., Rollout
     assert result.outcome == "pass", result.checks
     assert result.figures.failures == 0, result.figures.errors
     assert all(c.outcome == "pass" for c in result.checks), result.checks
-    _judged_by_version(result)
-    requests = result.result.evidence.requests
-    assert all(r.pod is None for r in requests), "MLServer names no pod"
-
-
-def test_without_its_drain_the_same_upgrade_fails(rollout: Callable[..., Rollout]):
-    result = rollout(FROM, TO, config=RUN_FILE, values={"preStopSleepSeconds": 0})
-    assert result.outcome == "fail", result.checks
-    figures = result.figures
-    assert figures.failures > 0
-    failed = next(c for c in result.checks if c.name == "no failed requests")
-    assert failed.outcome == "fail", result.checks
-    # the pods stop while the endpoints still send them connections: refused or cut
-    causes = set(figures.errors)
-    assert causes & {"refused", "reset", "connection closed"}, figures.errors
-    assert "bad body" not in causes, figures.errors
+    _rolled_over(result)
+    assert all(r.pod is None for r in result.result.evidence.requests), "MLServer names no pod"
 
 
 @pytest.fixture
@@ -84,23 +75,30 @@ def chart_repo(tmp_path: Path, deploy_tools: toolchains.DeployTools) -> Iterator
 
 @pytest.fixture
 def prebuilt(settings: Settings, toolchain: toolchains.Toolchain) -> str:
-    """The images as a team's pipeline leaves them in docker before the gate runs."""
-    recipe = images.Build.of_folder("example/wine-mlserver-prebuilt", EXAMPLE / "image")
+    """The images in docker before the gate runs, as a team's pipeline leaves them."""
+    recipe = images.Build.of_folder("example/wine-mlserver", EXAMPLE / "image")
     for version in (FROM, TO):
         images.build(settings, toolchain.cache, recipe, version)
     return recipe.repository
 
 
-def test_a_chart_from_a_helm_repository_with_prebuilt_images_passes(
+def test_without_its_drain_the_upgrade_fails_chart_from_a_repository_images_prebuilt(
         tmp_path: Path, chart_repo: str, prebuilt: str, rollout: Callable[..., Rollout]):
     run_file = yaml.safe_load(RUN_FILE.read_text())
     deploy = run_file["deploy"]
-    del deploy["chart"], deploy["image_build"]
-    deploy.update(chart_repo=chart_repo, chart_name="wine-mlserver", image_repository=prebuilt)
+    del deploy["chart"], deploy["image_build"]  # the gate builds nothing: they are there
+    deploy.update(chart_repo=chart_repo, chart_name="wine-mlserver", image_repository=prebuilt,
+                  values={"preStopSleepSeconds": 0})
     written = tmp_path / "rollout.yaml"
     written.write_text(yaml.safe_dump(run_file))
 
     result = rollout(FROM, TO, config=written)
-    assert result.outcome == "pass", result.checks
-    assert result.figures.failures == 0, result.figures.errors
-    _judged_by_version(result)
+    assert result.outcome == "fail", result.checks
+    _rolled_over(result)
+    failed = next(c for c in result.checks if c.name == "no failed requests")
+    assert failed.outcome == "fail" and result.figures.failures > 0, result.checks
+    # the pods stop while the endpoints still send them connections: cut or refused
+    causes = set(result.figures.errors)
+    assert causes & {"refused", "reset", "connection closed"}, causes
+    assert "bad body" not in causes, causes
+    assert {a.how for a in result.figures.attributions} == {"exiting"}

@@ -133,6 +133,35 @@ def test_which_file(tmp_path: Path) -> None:
         RunFile.find(str(tmp_path / "missing.yaml"), {}, tmp_path)
 
 
+def test_or_the_tool_table_of_a_pyproject(tmp_path: Path) -> None:
+    project = tmp_path / "pyproject.toml"
+    project.write_text('[project]\nname = "team-model"\n')
+    assert RunFile.find(None, {}, tmp_path) is None, "a pyproject without the table is not one"
+    project.write_text('[project]\nname = "team-model"\n\n[tool.rollout-harness.deploy]\n'
+                       'chart = "deploy/chart"\n\n[tool.rollout-harness.traffic]\n'
+                       'protocol = "open-inference-v2"\nusers = 4\n')
+    found = RunFile.find(None, {}, tmp_path)
+    assert found is not None and found.path == project
+    chosen = settings.resolve("verify", {}, {}, found)
+    assert chosen.deploy.chart == tmp_path / "deploy" / "chart", "relative to the pyproject"
+    assert (chosen.traffic.protocol, chosen.traffic.users) == ("open-inference-v2", 4)
+    (tmp_path / "rollout.yaml").write_text("traffic:\n  users: 6\n")
+    found = RunFile.find(None, {}, tmp_path)
+    assert found is not None and found.settings == {"traffic.users": 6}, "rollout.yaml first"
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ('[project]\nname = "x"\n', r"no \[tool\.rollout-harness\] table in it"),
+    ("[tool.rollout-harness\n", "not TOML"),
+    ('[tool.rollout-harness.trafic]\nusers = 4\n', "did you mean traffic"),
+])
+def test_a_named_pyproject_without_a_usable_table_is_one_line(tmp_path: Path, text: str,
+                                                              problem: str) -> None:
+    (tmp_path / "pyproject.toml").write_text(text)
+    with pytest.raises(errors.UsageError, match=problem):
+        RunFile.find(str(tmp_path / "pyproject.toml"), {}, tmp_path)
+
+
 def test_the_cli_reads_the_file_it_is_given(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "run.yaml"

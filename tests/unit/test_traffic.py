@@ -188,3 +188,44 @@ def test_a_short_worker_record_is_named_and_the_record_does_not_reconcile(
         in caplog.text
     assert len(load.requests()) == 4 and load.tally() == Tally(5, 0, 5)
     assert not list(tmp_path.glob("requests.worker-*"))
+
+
+def test_the_load_sends_the_rows_of_a_requests_file(server: testing.ServerProcess,
+                                                    tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch):
+    """A team's model has its own features: --requests is what the load sends, and its
+    labels are what a prediction must be one of. Here the label set is one the wine
+    model never predicts, so every answer failing as a bad body shows the file was used."""
+    monkeypatch.chdir(tmp_path)
+    rows = [json.loads(line) for line in
+            (Path(__file__).parents[2] / "load" / "holdout.jsonl").read_text().splitlines()[:3]]
+    Path("rows.jsonl").write_text("".join(
+        json.dumps({"instance": r["instance"], "label": 7}) + "\n" for r in rows))
+    settings = TrafficSettings(users=1, churn_users=0, rate_per_user=40, max_seconds=60,
+                               requests=Path("rows.jsonl"))
+    with Traffic(server.url, tmp_path / "report", settings) as load:
+        time.sleep(2.0)
+        load.require_running()
+    requests = load.requests()
+    assert len(requests) > 20
+    assert all(not r.ok and "is not a class label [7]" in (r.error or "") for r in requests)
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("", "no rows in it"),
+    ('{"instance": [1.0, 2]}\nnot json\n', r"rows\.jsonl:2: not JSON"),
+    ('{"instance": []}\n', r"rows\.jsonl:1: needs \"instance\": a list of numbers"),
+    ('{"instance": [1, "2"]}\n', "a list of numbers"),
+    ('{"instance": [true]}\n', "a list of numbers"),
+    ('[1, 2]\n', "a list of numbers"),
+])
+def test_a_requests_file_the_load_cannot_use_is_one_line(tmp_path: Path, text: str,
+                                                         problem: str):
+    from harness import errors
+    from harness.traffic import check_requests
+
+    (tmp_path / "rows.jsonl").write_text(text)
+    with pytest.raises(errors.UsageError, match=problem):
+        check_requests(tmp_path / "rows.jsonl")
+    (tmp_path / "rows.jsonl").write_text('{"instance": [1, 2.5]}\n\n{"instance": [3, 4]}\n')
+    assert check_requests(tmp_path / "rows.jsonl") == 2
