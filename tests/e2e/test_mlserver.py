@@ -101,4 +101,5 @@ def test_without_its_drain_the_upgrade_fails_chart_from_a_repository_images_preb
     causes = set(result.figures.errors)
     assert causes & {"refused", "reset", "connection closed"}, causes
     assert "bad body" not in causes, causes
-    assert {a.how for a in result.figures.attributions} == {"exiting"}
+    exiting = sum(a.count for a in result.figures.attributions if a.how == "exiting")
+    assert exiting > result.figures.failures / 2, result.figures.attributions
