@@ -98,12 +98,23 @@ def ensure(settings: Settings, cache: Cache, version: str) -> str:
                                                       deploy.image_build.resolve()), version)
     if deploy.image_repository == REPOSITORY:
         return build(settings, cache, SERVER, version)
-    ref = f"{deploy.image_repository}:{version}"
-    if not containers.image_exists(ref):
+    require_present(settings, (version,))
+    return f"{deploy.image_repository}:{version}"
+
+
+def require_present(settings: Settings, versions: Sequence[str]) -> None:
+    """Images the gate does not build (prebuilt by the team) must be in this host's docker:
+    checked once docker answers and before a cluster is made for them."""
+    deploy = settings.deploy
+    if deploy.image_build is not None or deploy.image_repository == REPOSITORY:
+        return
+    missing = [ref for version in dict.fromkeys(versions)
+               if not containers.image_exists(ref := f"{deploy.image_repository}:{version}")]
+    if missing:
         raise errors.UsageError(
-            f"image {ref} is not in this host's docker: build or pull it first, or give "
-            "--image-build DIR (deploy.image_build) to have it built for each version")
-    return ref
+            f"image {', '.join(missing)} not in this host's docker: build or pull "
+            f"{'it' if len(missing) == 1 else 'them'} first, or give --image-build DIR "
+            "(deploy.image_build) to have each version built; nothing was created")
 
 
 def build(settings: Settings, cache: Cache, recipe: Build, version: str) -> str:

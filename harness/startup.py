@@ -99,6 +99,7 @@ def stack_ready(settings: Settings, tracks: bool = False,
         with progress.phase("the toolchain check"):
             progress.say("checking the toolchain ...")
             tools, deploy_tools = toolchain.ensure_all(settings)
+            images.require_present(settings, versions)
         made = cluster.up(settings.cluster, tools, tracks, meanwhile=lambda name: load_images(
             settings, name, tools, versions))
         stack = ModelStack(settings, made, tools, deploy_tools)
