@@ -111,10 +111,12 @@ def require_present(settings: Settings, versions: Sequence[str]) -> None:
     missing = [ref for version in dict.fromkeys(versions)
                if not containers.image_exists(ref := f"{deploy.image_repository}:{version}")]
     if missing:
+        one = len(missing) == 1
         raise errors.UsageError(
-            f"image {', '.join(missing)} not in this host's docker: build or pull "
-            f"{'it' if len(missing) == 1 else 'them'} first, or give --image-build DIR "
-            "(deploy.image_build) to have each version built; nothing was created")
+            f"{'image' if one else 'images'} {', '.join(missing)} {'is' if one else 'are'} not "
+            f"in this host's docker: build or pull {'it' if one else 'them'} first, or give "
+            "--image-build DIR (deploy.image_build) to have each version built; nothing was "
+            "created")
 
 
 def build(settings: Settings, cache: Cache, recipe: Build, version: str) -> str:

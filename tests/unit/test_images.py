@@ -120,11 +120,11 @@ def test_a_prebuilt_team_image_must_be_in_docker(tmp_path: Path,
     cache = Cache(tmp_path / "cache")
     assert images.ensure(settings, cache, "1.0.0") == "team/model:1.0.0"
     with pytest.raises(errors.UsageError,
-                       match=r"image team/model:1\.1\.0 not in this host's docker: build or "
-                             r"pull it first.*--image-build"):
+                       match=r"image team/model:1\.1\.0 is not in this host's docker: build "
+                             r"or pull it first.*--image-build"):
         images.ensure(settings, cache, "1.1.0")
-    with pytest.raises(errors.UsageError, match=r"image team/model:2\.0\.0, team/model:3\.0\.0 "
-                                                r"not in .*build or pull them first"):
+    with pytest.raises(errors.UsageError, match=r"images team/model:2\.0\.0, team/model:3\.0\.0 "
+                                                r"are not in .*build or pull them first"):
         images.require_present(settings, ("1.0.0", "2.0.0", "3.0.0", "2.0.0"))
     images.require_present(settings, ("1.0.0",))
     images.require_present(Settings(), ("9.9.9",))  # the bundled server is built, not looked for
