@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -72,8 +73,8 @@ class Repository:
         return target
 
 
-def published_versions(repo_url: str, name: str = CHART_NAME) -> list[str]:
-    """The versions of chart `name` a repository's index.yaml lists."""
+def _entries(repo_url: str, name: str) -> list[dict[str, Any]]:
+    """Chart `name`'s entries in a repository's index.yaml."""
     url = repo_url.rstrip("/") + "/index.yaml"
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
@@ -81,43 +82,39 @@ def published_versions(repo_url: str, name: str = CHART_NAME) -> list[str]:
     except (OSError, ValueError, yaml.YAMLError) as e:
         raise errors.DeployError(f"cannot read the chart repository index {url}: {e}") from e
     entries = (index or {}).get("entries", {}).get(name, [])
-    return sorted(str(entry["version"]) for entry in entries)
+    return [e for e in entries if isinstance(e, dict)]
 
 
-def require_published(repo_url: str, version: str, name: str = CHART_NAME) -> None:
-    available = published_versions(repo_url, name)
-    if version not in available:
+def published_versions(repo_url: str, name: str = CHART_NAME) -> list[str]:
+    """The versions of chart `name` a repository's index.yaml lists."""
+    return sorted(str(entry["version"]) for entry in _entries(repo_url, name))
+
+
+def require_published(repo_url: str, version: str, name: str = CHART_NAME) -> str:
+    """The URL of chart `name` at `version` in the repository: where its index says (a
+    relative or absolute URL, as helm reads it); DeployError when it is not there."""
+    entries = _entries(repo_url, name)
+    entry = next((e for e in entries if str(e.get("version")) == version), None)
+    if entry is None:
+        available = sorted(str(e.get("version")) for e in entries)
         raise errors.DeployError(
             f"chart {name} {version} is not in the repository {repo_url}; "
             f"available: {', '.join(available) or 'none'}; nothing was changed"
         )
+    urls = entry.get("urls") or [f"{name}-{version}.tgz"]
+    return urllib.parse.urljoin(repo_url.rstrip("/") + "/", str(urls[0]))
 
 
-def download(repo_url: str, version: str, folder: Path, name: str = CHART_NAME) -> Path:
-    """Fetch the packaged chart from the repository (to check its values before deploying).
-    Where the index says it is (a relative or absolute URL), as helm fetches it."""
+def download(url: str, folder: Path) -> Path:
+    """Fetch a packaged chart (to check its values before deploying) into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{name}-{version}.tgz"
-    url = _package_url(repo_url, name, version)
+    target = folder / Path(urllib.parse.urlparse(url).path).name
     try:
         with urllib.request.urlopen(url, timeout=30) as response:
             target.write_bytes(response.read())
     except OSError as e:
         raise errors.DeployError(f"cannot fetch {url}: {e}") from e
     return target
-
-
-def _package_url(repo_url: str, name: str, version: str) -> str:
-    base = repo_url.rstrip("/") + "/"
-    try:
-        with urllib.request.urlopen(base + "index.yaml", timeout=10) as response:
-            index = yaml.safe_load(response.read()) or {}
-        entry = next(e for e in index.get("entries", {}).get(name, [])
-                     if str(e.get("version")) == version)
-        return urllib.parse.urljoin(base, str(entry["urls"][0]))
-    except (OSError, ValueError, yaml.YAMLError, StopIteration, KeyError, IndexError,
-            TypeError):
-        return f"{base}{name}-{version}.tgz"
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

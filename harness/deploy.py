@@ -218,9 +218,8 @@ class ModelStack:
         """(chart folder for the program or None for the repository, packaged chart)."""
         name = self.settings.deploy.chart_name
         if chart_repo:
-            charts.require_published(chart_repo, version, name)
-            return None, charts.download(chart_repo, version,
-                                         self.cache.state / "charts-fetched" / self.name, name)
+            url = charts.require_published(chart_repo, version, name)
+            return None, charts.download(url, self.cache.state / "charts-fetched" / self.name)
         if self.settings.deploy.chart is not None:  # a team's chart, the same for each version
             team = self.settings.deploy.chart.resolve()
             return team, team

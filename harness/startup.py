@@ -17,6 +17,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ml_model_program import check_chart_path
+
 from harness import (
     charts,
     cluster,
@@ -141,16 +143,15 @@ def validate(settings: Settings, versions: Sequence[str]) -> None:
             raise errors.UsageError("--chart-source repo serves the bundled chart; with "
                                     "--program your program names its own chart")
     chart = settings.deploy.chart
-    if chart is not None and not (chart / "Chart.yaml").is_file() and not (
-            chart.is_file() and chart.name.endswith(".tgz")):
-        raise errors.UsageError(f"--chart {chart}: not a chart (a folder with Chart.yaml, or "
-                                "a packaged .tgz)")
+    if chart is not None:
+        try:
+            check_chart_path(str(chart.resolve()), "--chart")
+        except ValueError as e:
+            raise errors.UsageError(str(e)) from None
     if settings.traffic.requests is not None:
         traffic.check_requests(settings.traffic.requests)
-    if settings.deploy.image_build is not None and not (
-            settings.deploy.image_build / "Dockerfile").is_file():
-        raise errors.UsageError(f"--image-build {settings.deploy.image_build}: no Dockerfile "
-                                "in it")
+    if settings.deploy.image_build is not None:
+        images.Build.of_folder(settings.deploy.image_repository, settings.deploy.image_build)
     if (settings.deploy.values or chart is not None) and versions and \
             settings.deploy.chart_repo is None:
         helm = toolchain.ensure_tool(settings, "helm") / "helm"

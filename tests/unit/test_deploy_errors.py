@@ -111,6 +111,22 @@ def test_version_missing_from_a_repository_lists_the_available_ones(tmp_path: Pa
         assert charts.published_versions(url) == ["1.0.0", "1.1.0"]
         with pytest.raises(errors.DeployError, match=r"2\.0\.0 is not in .*1\.0\.0, 1\.1\.0"):
             charts.require_published(url, "2.0.0")
+        assert charts.require_published(url, "1.1.0") == f"{url}/ml-model-1.1.0.tgz"
+
+
+def test_a_chart_is_fetched_where_the_index_says(tmp_path: Path):
+    """helm repo index --url writes absolute URLs, without it relative ones; a team's chart
+    has its own name."""
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "wine-mlserver-1.0.0.tgz").write_bytes(b"chart")
+    with charts.serve(tmp_path) as url:
+        for listed in ("pkg/wine-mlserver-1.0.0.tgz", f"{url}/pkg/wine-mlserver-1.0.0.tgz"):
+            (tmp_path / "index.yaml").write_text(yaml.safe_dump({"entries": {"wine-mlserver": [
+                {"version": "1.0.0", "urls": [listed]}]}}))
+            found = charts.require_published(url, "1.0.0", "wine-mlserver")
+            assert found == f"{url}/pkg/wine-mlserver-1.0.0.tgz"
+            fetched = charts.download(found, tmp_path / "fetched")
+            assert fetched.name == "wine-mlserver-1.0.0.tgz" and fetched.read_bytes() == b"chart"
 
 
 def test_a_failed_rollout_is_explained_by_the_providers_diagnostics():

@@ -53,7 +53,8 @@ def test_the_teams_values_are_rendered_into_its_chart_before_anything_starts(
 
 
 @pytest.mark.parametrize(("change", "problem"), [
-    ({"chart": EXAMPLE}, r"--chart .*: not a chart"),
+    ({"chart": EXAMPLE}, r"--chart must be a chart folder \(with Chart\.yaml\) or a packaged "
+                         r"\.tgz, not '.*examples/mlserver'"),
     ({"image_build": EXAMPLE / "chart"}, r"--image-build .*: no Dockerfile in it"),
 ])
 def test_a_chart_or_build_folder_that_is_not_one_is_one_line(change: dict[str, Path],

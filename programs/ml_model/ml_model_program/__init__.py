@@ -864,6 +864,12 @@ def _fullname(release_name: str, values: Mapping[str, Any], truncate: bool = Tru
     return full[:63].rstrip("-") if truncate else full
 
 
+def check_chart_path(value: Any, key: str = "chartPath") -> None:
+    """A chart folder or packaged .tgz, by absolute path (the harness checks --chart with
+    it before anything starts)."""
+    _check_chart_path(key, value)
+
+
 def check_image_repository(value: Any, key: str = "imageRepository") -> None:
     """An image name without its tag (the harness checks its settings with it)."""
     _check_image_repository(key, value)
