@@ -42,6 +42,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from harness import protocols
 from harness.evidence import Request, encode_request
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ INTENDED_TIME = "intended_time"
 """``context`` key: when the request was meant to be sent, epoch seconds."""
 LAG_MS = "lag_ms"
 """``context`` key: how long after that it was actually sent, milliseconds."""
+DEFAULT_VERSION_HEADER = protocols.version_header(protocols.DEFAULT_VERSION_SOURCE)
+"""The header the bundled server names its version in (the protocols' one default)."""
 ANSWER_VERSION = "answer_version"
 """``context`` key: the version the answer's body named, for a server that names it there
 only."""
@@ -98,7 +101,7 @@ class Recorder:
 
     def __init__(self, path: Path, buffer_lines: int = BUFFER_LINES,
                  flush_seconds: float = FLUSH_SECONDS,
-                 version_header: str | None = "X-Model-Version") -> None:
+                 version_header: str | None = DEFAULT_VERSION_HEADER) -> None:
         self.path = path
         self.version_header = version_header
         self.buffer_lines = buffer_lines
@@ -188,7 +191,8 @@ class Recorder:
         self.close()
 
 
-def attach(events: Any, path: Path, version_header: str | None = "X-Model-Version") -> Recorder:
+def attach(events: Any, path: Path,
+           version_header: str | None = DEFAULT_VERSION_HEADER) -> Recorder:
     """Record every request of a Locust environment's ``events`` to ``path``."""
     recorder = Recorder(path, version_header=version_header)
     events.request.add_listener(recorder.on_request)
