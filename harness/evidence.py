@@ -51,7 +51,7 @@ class Request:
 
         {"t": 1764400000.123, "latency_ms": 2.41, "status": 200, "error": null,
          "version": "1.1.0", "ok": true, "name": "predict", "pod": "ml-model-7d9f-x2x",
-         "lag_ms": 0.0}
+         "lag_ms": 0.0, "behind_ms": 0.0}
     """
 
     t: float
@@ -71,6 +71,11 @@ class Request:
     """How long after `t` the request actually went out (part of `latency_ms`): the time
     its client spent still waiting for its previous answer. It tells a slow pod from a
     request that only queued behind one."""
+    behind_ms: float = 0.0
+    """How late the load generator itself sent it: past both its intended time and its
+    client's previous answer, so no wait on the server explains it — the generator's
+    process was waiting for CPU. Answers read in such moments are timed late by the
+    instrument, not the release (the latency rule leaves them out)."""
 
     @property
     def answer_ms(self) -> float:
@@ -83,7 +88,7 @@ class Request:
         return cls(float(record["t"]), float(record["latency_ms"]), int(record["status"]),
                    record.get("error"), record.get("version"), bool(record["ok"]),
                    str(record.get("name", "predict")), record.get("pod"),
-                   float(record.get("lag_ms", 0.0)))
+                   float(record.get("lag_ms", 0.0)), float(record.get("behind_ms", 0.0)))
 
 
 def encode_request(request: Request) -> bytes:
@@ -105,7 +110,7 @@ def request_order(request: Request) -> tuple[Any, ...]:
     one Locust process writes them as requests finish, several as each one's finished."""
     r = request
     return (r.t, r.latency_ms, r.status, r.error or "", r.version or "", r.ok, r.name,
-            r.pod or "", r.lag_ms)
+            r.pod or "", r.lag_ms, r.behind_ms)
 
 
 # -- one record from several Locust processes -------------------------------------------

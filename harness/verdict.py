@@ -9,8 +9,10 @@ tested on hand-made evidence without a cluster. The outcome is one of three:
 - **inconclusive**: nothing broke, but the traffic did not cover the rollout
   (too few requests before or after it, a gap while pods were replaced, or a
   rate far below plan), or the watch of the cluster had a hole while it ran
-  (a pod's exit may then be timed wrong or missed). Never a pass: an
-  unobserved rollout proves nothing;
+  (a pod's exit may then be timed wrong or missed), or the load generator
+  itself fell behind (late sends with no slow answer; latency over budget only
+  in answers timed while it waited for CPU). Never a pass: an unobserved
+  rollout proves nothing;
 - **pass**: every rule held.
 """
 
@@ -156,7 +158,7 @@ def judge(requests: Sequence[Request], lives: Sequence[PodLife], plan: Plan, mar
         _rollout_finished(plan, marks, completed, old_pods, final),
         _versions(requests, plan, completed),
         _coverage(plan, before, after, replaced, requests, figures),
-        _latency(plan, figures),
+        _latency(plan, figures, during),
         _power(plan, replaced, requests, lives),
         _timeline(gaps, requests, marks),
         _evidence(tally, requests),
@@ -359,11 +361,21 @@ def _timeline(gaps: Sequence[WatchGap], requests: Sequence[Request], marks: Mark
     return Check(name, "inconclusive", "; ".join(span(g) for g in holes[:3]))
 
 
-def _latency(plan: Plan, f: Figures) -> Check:
+def _latency(plan: Plan, f: Figures, during: Sequence[Request]) -> Check:
     """The p99 of the answers' own time (`Request.answer_ms`) during the rollout against
     the one before. A client's wait behind its previous answer is left out: a slow answer
     is counted once, as itself, and a load generator that fell behind is the failed-request
-    rule's to report (INCONCLUSIVE), not a slower release."""
+    rule's to report (INCONCLUSIVE), not a slower release.
+
+    The instrument must not be judged as the release either. An answer read while the
+    load generator's own process was waiting for CPU is timed late by however long it
+    waited (on a small host the cluster, the deployer and the load share the cores, and
+    a heavy server's start-up takes them). Its sends say when that was (`behind_ms`);
+    a wait as long as the budget's headroom over the baseline could carry an answer
+    past the budget on its own. Over budget only with those answers in, the verdict
+    is INCONCLUSIVE (never a pass: a slow release that starves the host looks the same);
+    over budget without them too, it is a FAIL.
+    """
     name = "latency within budget"
     if f.p99_baseline_ms is None or f.p99_rollout_ms is None:
         return Check(name, "inconclusive", "no successful requests to measure before or during")
@@ -371,7 +383,25 @@ def _latency(plan: Plan, f: Figures) -> Check:
     budget = max(f.p99_baseline_ms * limits.p99_factor, f.p99_baseline_ms + limits.p99_floor_ms)
     text = (f"p99 {f.p99_rollout_ms:.1f} ms during the rollout, {f.p99_baseline_ms:.1f} ms "
             f"before, budget {budget:.1f} ms")
-    return Check(name, "pass" if f.p99_rollout_ms <= budget else "fail", text)
+    if f.p99_rollout_ms <= budget:
+        return Check(name, "pass", text)
+    stalls = _behind_spans(during, budget - f.p99_baseline_ms)
+    if not stalls:
+        return Check(name, "fail", text)
+    answered = [r for r in during if r.ok]
+    clean = [r.answer_ms for r in answered if not _in_flight_during(r, stalls)]
+    p99_clean = percentile(clean, 99)
+    worst = max(r.behind_ms for r in during) / 1000
+    outside = (f"the load generator itself fell up to {worst:.1f}s behind its schedule "
+               f"(waiting for CPU) while {len(answered) - len(clean)} answers were in flight")
+    if p99_clean is not None and p99_clean > budget:
+        return Check(name, "fail", f"{text}; {p99_clean:.1f} ms without the answers timed while "
+                                   f"{outside}")
+    rest = (f"the other {len(clean)} answers' p99 is {p99_clean:.1f} ms" if p99_clean is not None
+            else "no answer was timed outside those moments")
+    return Check(name, "inconclusive",
+                 f"{text}, but {outside}: {rest}. The instrument, not the release, may have "
+                 "been slow; give the load fewer clients or the host more CPU")
 
 
 # -- small helpers -------------------------------------------------------------
@@ -397,6 +427,24 @@ def _longest_gap(requests: Sequence[Request], start: float, end: float) -> float
         return None
     points = [start, *(r.t for r in requests if start <= r.t <= end), end]
     return round(max(b - a for a, b in itertools.pairwise(points)), 3)
+
+
+def _behind_spans(requests: Sequence[Request], least_ms: float) -> list[tuple[float, float]]:
+    """When the load generator was at least `least_ms` behind: for each send that late, from
+    the moment its client was free to send to the moment it did (epoch seconds). A send
+    on time is never one, whatever `least_ms` (a budget with no headroom)."""
+    spans = []
+    for r in requests:
+        if r.behind_ms > 0 and r.behind_ms >= least_ms:
+            sent = r.t + r.lag_ms / 1000
+            spans.append((sent - r.behind_ms / 1000, sent))
+    return spans
+
+
+def _in_flight_during(request: Request, spans: Sequence[tuple[float, float]]) -> bool:
+    """Whether `request` was between its send and its answer at any moment of `spans`."""
+    sent, answered = request.t + request.lag_ms / 1000, request.t + request.latency_ms / 1000
+    return any(lo <= answered and sent <= hi for lo, hi in spans)
 
 
 def _any_between(starts: Sequence[float], lo: float, hi: float) -> bool:

@@ -404,6 +404,7 @@ class _Predictor(FastHttpUser):
         self.rng = random.Random(f"{SEED}/{os.getpid()}/{id(self)}")
         # The first intended send: a random phase in the first interval.
         self.due = time.monotonic() + self.rng.uniform(0, self.interval)
+        self.free_at = 0.0  # when the previous answer was read (monotonic s)
 
     @task
     def predict(self) -> None:
@@ -445,13 +446,17 @@ class _Predictor(FastHttpUser):
         finally:
             if self.new_connection:
                 self.client.client.close()  # drop the pool: the next request connects anew
+            self.free_at = time.monotonic()
 
     def _send(self, due: float | None) -> None:
         body = self.rng.choice(BODIES)  # bytes: geventhttpclient sends them as they are
         context: dict[str, Any] = {}
         if due is not None:  # the recorder times the request from when it was due
-            lag = time.monotonic() - due
-            context = {recording.INTENDED_TIME: time.time() - lag, recording.LAG_MS: lag * 1000}
+            now = time.monotonic()
+            lag = now - due
+            behind = max(0.0, now - max(due, self.free_at))  # no answer to wait for: CPU
+            context = {recording.INTENDED_TIME: time.time() - lag, recording.LAG_MS: lag * 1000,
+                       recording.BEHIND_MS: behind * 1000}
         started, started_perf = time.time(), time.perf_counter()
         try:
             response = self.client.post(

@@ -10,7 +10,8 @@ its ``read_requests``):
 - ``latency_ms`` runs from that same moment to the answer: Locust's response
   time plus the ``lag_ms`` the request waited behind a late one (``context``),
   so a stall is charged to every request queued behind it (no coordinated
-  omission); ``lag_ms`` is that wait alone;
+  omission); ``lag_ms`` is that wait alone, and ``behind_ms`` the part of it no
+  earlier answer explains (the load generator itself was late: CPU);
 - ``status`` is 0 when no response arrived (then ``error`` says why);
 - ``version`` and ``pod`` are the ``X-Model-Version`` (or the recorder's
   ``version_header``) and ``X-Pod-Name`` headers of the pod that answered; a
@@ -57,6 +58,9 @@ INTENDED_TIME = "intended_time"
 """``context`` key: when the request was meant to be sent, epoch seconds."""
 LAG_MS = "lag_ms"
 """``context`` key: how long after that it was actually sent, milliseconds."""
+BEHIND_MS = "behind_ms"
+"""``context`` key: how much of that lag came after the client was free to send (after
+its previous answer too), milliseconds: the load generator's own lateness."""
 DEFAULT_VERSION_HEADER = protocols.version_header(protocols.DEFAULT_VERSION_SOURCE)
 """The header the bundled server names its version in (the protocols' one default)."""
 ANSWER_VERSION = "answer_version"
@@ -135,10 +139,11 @@ class Recorder:
             pod = headers.get("X-Pod-Name")
         t = start_time or 0.0
         latency = float(response_time or 0.0)
-        lag = 0.0
+        lag = behind = 0.0
         if context:
             t = float(context.get(INTENDED_TIME, t))
             lag = float(context.get(LAG_MS, 0.0))
+            behind = float(context.get(BEHIND_MS, 0.0))
             version = context.get(ANSWER_VERSION) or version
             latency += lag
         request = Request(
@@ -151,6 +156,7 @@ class Recorder:
             name=name,
             pod=pod,
             lag_ms=round(lag, 3),
+            behind_ms=round(behind, 3),
         )
         self._lines.append(encode_request(request))
         self.count += 1

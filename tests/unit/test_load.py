@@ -234,7 +234,8 @@ def test_recorder_writes_typed_lines_and_flushes_on_close(tmp_path: Path) -> Non
         recorder.on_request("POST", "predict-new-connection", 1.0, 0, response=failed,
                             exception=ConnectionRefusedError(111, "Connection refused"),
                             start_time=101.0)  # fmt: skip
-        late = {recording.INTENDED_TIME: 101.5, recording.LAG_MS: 400.0}
+        late = {recording.INTENDED_TIME: 101.5, recording.LAG_MS: 400.0,
+                recording.BEHIND_MS: 150.0}
         recorder.on_request("POST", "predict", 3.0, 10, response=response, start_time=101.9,
                             context=late)  # fmt: skip
         assert path.read_bytes() == b"", "buffered until the block is full or closed"
@@ -242,12 +243,14 @@ def test_recorder_writes_typed_lines_and_flushes_on_close(tmp_path: Path) -> Non
     assert recorder.written == 3
     assert read_lines(path) == [
         {"t": 100.0, "latency_ms": 2.5, "status": 200, "error": None, "version": "1.1.0",
-         "ok": True, "name": "predict", "pod": "ml-model-x", "lag_ms": 0.0},
+         "ok": True, "name": "predict", "pod": "ml-model-x", "lag_ms": 0.0, "behind_ms": 0.0},
         {"t": 101.0, "latency_ms": 1.0, "status": 0,
          "error": "ConnectionRefusedError: [Errno 111] Connection refused", "version": None,
-         "ok": False, "name": "predict-new-connection", "pod": None, "lag_ms": 0.0},
+         "ok": False, "name": "predict-new-connection", "pod": None, "lag_ms": 0.0,
+         "behind_ms": 0.0},
         {"t": 101.5, "latency_ms": 403.0, "status": 200, "error": None, "version": "1.1.0",
-         "ok": True, "name": "predict", "pod": "ml-model-x", "lag_ms": 400.0},
+         "ok": True, "name": "predict", "pod": "ml-model-x", "lag_ms": 400.0,
+         "behind_ms": 150.0},
     ]  # fmt: skip
 
 
@@ -506,7 +509,36 @@ def test_latency_counts_from_the_intended_send_time(tmp_path: Path) -> None:
     for r in queued:  # sent after the stall ended: timed from the intended time, not the send
         assert r["t"] + r["latency_ms"] / 1000 >= answered_at - 0.01
     assert all(r["latency_ms"] > 500 for r in queued[:10]), "far above their service time"
+    # late behind an answer, not by the load generator's own fault
+    assert all(r["lag_ms"] > 500 for r in queued[:10])
+    assert all(0 <= r["behind_ms"] < 100 for r in records), [r["behind_ms"] for r in records]
     check_summary(record)
+
+
+def test_a_starved_load_generator_says_how_far_behind_it_was(tmp_path: Path) -> None:
+    """Locust stopped for 0.6 s (SIGSTOP: no CPU at all) with every answer instant: the
+    sends due meanwhile go out late with no answer to explain it, and say so in
+    `behind_ms` — the instrument's own lateness, which the latency rule will not judge."""
+    record = tmp_path / "requests.jsonl"
+    env = locust_env(record, {"LOAD_USERS": "1", "LOAD_RPS_PER_USER": "20",
+                              "LOAD_MAX_REQUESTS": "60"})
+    with FakeServer(lambda i: Reply()) as fake:
+        command = locust_command(fake.url, "-u", "1", "-r", "1", "-t", "60s")
+        with subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) as locust:  # fmt: skip
+            fake.wait_requests(10)
+            locust.send_signal(signal.SIGSTOP)
+            time.sleep(0.6)
+            locust.send_signal(signal.SIGCONT)
+            _, err = locust.communicate(timeout=60)
+    assert locust.returncode == 0, err[-2000:]
+    records = read_lines(record)
+    assert len(records) == 60 and all(r["ok"] for r in records)
+    starved = [r for r in records if r["behind_ms"] >= 400]
+    assert starved, [r["behind_ms"] for r in records]
+    for r in records:
+        assert 0 <= r["behind_ms"] <= r["lag_ms"] + 0.001
+    assert max(r["behind_ms"] for r in records) < 1000
 
 
 BAD_BODIES = [
@@ -679,7 +711,8 @@ def test_locust_ends_when_the_process_that_started_it_is_killed(
 
 # -- several processes: Locust's master and workers (--processes) -------------------------
 
-FIELDS = {"t", "latency_ms", "status", "error", "version", "ok", "name", "pod", "lag_ms"}
+FIELDS = {"t", "latency_ms", "status", "error", "version", "ok", "name", "pod", "lag_ms",
+          "behind_ms"}
 
 
 def parts_of(record: Path) -> dict[int, list[dict[str, Any]]]:
