@@ -3,9 +3,12 @@ is built, and how the deploy settings reach the program's config."""
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from helm_binary import toolchain_helm
 
 from harness import deploy, errors, startup
@@ -72,3 +75,27 @@ def test_the_canary_and_the_calibration_need_the_bundled_chart_and_server() -> N
         canary.check(Settings().replace("traffic", answer_version="body"))
     with pytest.raises(errors.UsageError, match="fault builds of the bundled server"):
         calibrate.calibrate(TEAM)
+
+
+def test_the_examples_prestop_hook_starts_the_drain_its_runtime_reads(tmp_path: Path) -> None:
+    """examples/mlserver drains kept-alive clients (`Connection: close`) from the moment the
+    preStop hook creates the file its runtime looks for; its negative control removes the
+    hook. The e2e run shows the effect; this holds the three files to one path."""
+    helm = toolchain_helm()
+
+    def lifecycle(*sets: str) -> object:
+        out = subprocess.run([str(helm), "template", "wine", str(EXAMPLE / "chart"), *sets],
+                             capture_output=True, text=True, check=True, timeout=60).stdout
+        deployment = next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment")
+        return deployment["spec"]["template"]["spec"]["containers"][0].get("lifecycle")
+
+    runtime = (EXAMPLE / "image" / "wine_runtime.py").read_text()
+    drain_file = re.search(r'DRAIN_FILE = os\.environ\.get\("DRAIN_FILE", "([^"]+)"\)', runtime)
+    assert drain_file is not None
+    assert lifecycle() == {"preStop": {"exec": {"command": [
+        "sh", "-c", f"touch {drain_file[1]} && sleep 10"]}}}
+    assert lifecycle("--set", "preStopSleepSeconds=0") is None
+    assert '"implementation": "wine_runtime.WineModel"' in (
+        EXAMPLE / "image" / "train.py").read_text()
+    assert "cp /build/wine_runtime.py /models/wine/" in (
+        EXAMPLE / "image" / "Dockerfile").read_text()

@@ -2,8 +2,9 @@
 
 The folder holds ``model.joblib`` (a scikit-learn pipeline) and
 ``model-settings.json``, which tells MLServer to serve it with its scikit-learn
-runtime under the name ``wine`` and to report the release in every answer's
-``model_version``.
+runtime (``wine_runtime.WineModel``: the same, with a drain; the Dockerfile
+puts the module beside the model) under the name ``wine`` and to report the
+release in every answer's ``model_version``.
 
     python train.py --version 1.1.0 --out /models/wine
 
@@ -64,7 +65,7 @@ def write(model: Pipeline, version: str, out: Path) -> None:
     joblib.dump(model, out / "model.joblib")
     settings = {
         "name": MODEL_NAME,
-        "implementation": "mlserver_sklearn.SKLearnModel",
+        "implementation": "wine_runtime.WineModel",
         "parameters": {"uri": "./model.joblib", "version": version},
     }
     (out / "model-settings.json").write_text(json.dumps(settings, indent=2) + "\n")
