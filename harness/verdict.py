@@ -186,13 +186,21 @@ def _no_failures(causes: Sequence[tuple[Request, str]], marks: Marks, f: Figures
     if not causes:
         return Check(name, "pass", "every request was answered with success within the SLO")
     if all(why == "queued" for _, why in causes):
-        # late sends with no slow answer to wait behind: the load generator itself fell
-        # behind its schedule (CPU), which says nothing about the release
-        late = max(r.lag_ms for r, _ in causes) / 1000
+        # late sends with no answer slower than the SLO: the load generator fell behind its
+        # schedule, which says nothing about the release. Either Locust itself was late
+        # (CPU), or each client, one request at a time, waited behind answers slower than
+        # its pace, a wait an open-loop client would not have had.
+        late = max(r.lag_ms for r, _ in causes)
+        own = max(r.behind_ms for r, _ in causes)
+        why = ("Locust itself was late (short of CPU); give it fewer clients or a lower "
+               "--rate, or the host more CPU" if own * 2 >= late else
+               "each client waited behind answers slower than its pace; spread the rate over "
+               "more clients (--users, --rate) or give the host more CPU")
         return Check(name, "inconclusive",
-                     f"{len(causes)} of {f.requests} requests went out late (up to {late:.1f}s "
-                     "behind their schedule) though no answer was slow: the load generator "
-                     "fell behind, not the model; give it fewer clients or a lower --rate")
+                     f"{len(causes)} of {f.requests} requests went out late (up to "
+                     f"{late / 1000:.1f}s behind their schedule, {own / 1000:.1f}s of it "
+                     "Locust's own delay) though no answer took longer than the SLO: the load "
+                     f"generator fell behind, not the model: {why}")
     first = causes[0][0]
     pods = ", ".join(f"{a.count} {a.cause} at {a.pod} ({a.how})" if a.pod else
                      f"{a.count} {a.cause} (no pod known)" for a in f.attributions[:3])

@@ -264,16 +264,39 @@ def test_late_sends_with_no_slow_answer_are_the_load_generators_fault_not_the_mo
     """Locust starved of CPU sends late; the release answered every request at once."""
     requests = traffic()
     for i, lag in ((2000, 1200.0), (2001, 1050.5), (2002, 1002.0)):
-        requests[i] = dataclasses.replace(requests[i], latency_ms=lag + 3, lag_ms=lag)
+        requests[i] = dataclasses.replace(requests[i], latency_ms=lag + 3, lag_ms=lag,
+                                          behind_ms=lag)
     verdict = decide(requests, rolling_lives())
     assert verdict.outcome == "inconclusive"
     check = check_of(verdict, "no failed requests")
     assert check.outcome == "inconclusive"
     assert "3 of" in check.detail and "up to 1.2s behind" in check.detail
-    requests[2000] = dataclasses.replace(requests[2000], latency_ms=1003.0, lag_ms=1000.0)
+    assert "1.2s of it Locust's own delay" in check.detail
+    requests[2000] = dataclasses.replace(requests[2000], latency_ms=1003.0, lag_ms=1000.0,
+                                         behind_ms=1000.0)
     check = check_of(decide(requests, rolling_lives()), "no failed requests")
     assert "up to 1.1s behind" in check.detail, "the most behind, 1050.5 ms, in seconds"
+    assert "1.1s of it Locust's own delay" in check.detail
     assert "the load generator fell behind" in check.detail
+    assert "Locust itself was late" in check.detail and "fewer clients" in check.detail
+
+
+@pytest.mark.parametrize(("own_ms", "said"), [
+    (30.0, "each client waited behind answers slower than its pace"),
+    (599.0, "each client waited behind answers slower than its pace"),
+    (600.0, "Locust itself was late"),  # half the lateness its own: Locust's
+])
+def test_late_sends_behind_answers_slower_than_the_pace_are_the_clients_not_the_models(
+        own_ms: float, said: str):
+    """Each client has one request out at a time: answers of 130 ms on a 50 ms pace put it
+    further behind with every request, though none was slow. Still not the release's."""
+    requests = traffic()
+    requests[2000] = dataclasses.replace(requests[2000], latency_ms=1330.0, lag_ms=1200.0,
+                                         behind_ms=own_ms)
+    check = check_of(decide(requests, rolling_lives()), "no failed requests")
+    assert check.outcome == "inconclusive"
+    assert said in check.detail
+    assert f"{own_ms / 1000:.1f}s of it Locust's own delay" in check.detail
 
 
 def test_the_slo_is_a_setting():
