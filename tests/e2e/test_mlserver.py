@@ -20,6 +20,7 @@ at the default load and thresholds, as `rollout-harness verify` in that folder w
 from __future__ import annotations
 
 import subprocess
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -49,7 +50,14 @@ def _rolled_over(result: Rollout) -> None:
 
 
 def test_the_teams_run_file_passes_a_good_upgrade(rollout: Callable[..., Rollout]):
+    """On two cores the example's rollout leaves the host no spare CPU: now and then the
+    gate answers INCONCLUSIVE (its clients fell behind, no answer slow, nothing failed),
+    and its advice is to run again. A team would, so this test does, once, with a warning
+    in the summary; a FAIL is never run again."""
     result = rollout(FROM, TO, config=RUN_FILE)
+    if result.outcome == "inconclusive":
+        warnings.warn(f"the good upgrade was INCONCLUSIVE, run again: {result!r}", stacklevel=1)
+        result = rollout(FROM, TO, config=RUN_FILE)
     assert result.outcome == "pass", result.checks
     assert result.figures.failures == 0, result.figures.errors
     assert all(c.outcome == "pass" for c in result.checks), result.checks
