@@ -135,3 +135,11 @@ def test_a_checkout_reads_its_folders_in_place() -> None:
     for name in PATHS:
         path = getattr(resources, name)
         assert path.exists() and path.is_relative_to(REPO), f"{name}: {path}"
+
+
+def test_pip_comes_with_the_harness_since_image_builds_run_it() -> None:
+    """`images.wheelhouse` runs `python -m pip download` with the harness's own Python; a
+    team's venv made by uv has no pip of its own, and a cold cache then could not build
+    the model server's image (found on a fresh machine by test_installed.py)."""
+    pins = wheels.pyproject()["project"]["dependencies"]
+    assert any(pin.split("==")[0] == "pip" for pin in pins), pins
