@@ -281,10 +281,10 @@ def test_late_sends_with_no_slow_answer_are_the_load_generators_fault_not_the_mo
     assert check.detail.endswith(f"not the model: {LOCUST_LATE}"), check.detail
 
 
-LOCUST_LATE = ("Locust itself was late (short of CPU); give it fewer clients"
-               " or a lower --rate, or the host more CPU")
-CLIENTS_BEHIND = ("each client waited behind answers slower than its pace; spre"
-                  "ad the rate over more clients (--users, --rate) or give the host more CPU")
+LOCUST_LATE = ("Locust itself was late (short of CPU); give it fewer clients "
+               "or a lower --rate, or the host more CPU")
+CLIENTS_BEHIND = ("each client waited behind answers slower than its pace; spread the rate "
+                  "over more clients (--users, --rate) or give the host more CPU")
 
 
 @pytest.mark.parametrize(("own_ms", "said"), [
