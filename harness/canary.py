@@ -49,6 +49,7 @@ from harness import errors, pairing, progress, protocols, report, startup, traff
 from harness.canary_judge import Decision, IntervalResult, JudgeLimits, decide
 from harness.deploy import ModelStack
 from harness.evidence import Marks, PodLife, Request, pod_lives
+from harness.hostcpu import HostCpu
 from harness.settings import Settings
 from harness.startup import Prepared
 from harness.traffic import Traffic
@@ -168,6 +169,7 @@ def run(settings: Settings, ready: Prepared) -> Result:
     pairs: list[list[pairing.Pair]] = []
     with progress.phase("the canary run"), \
             Watcher(api, namespace, folder / "events.jsonl") as watcher, \
+            HostCpu(folder / "host-cpu.jsonl") as host, \
             Traffic(made.base_url, folder, t, model_name, planned_seconds(settings)) as load, \
             progress.ticker(TRAFFIC_LINE_EVERY, load.progress_line):
         traffic_started = time.time()
@@ -226,7 +228,7 @@ def run(settings: Settings, ready: Prepared) -> Result:
             plan = Plan(c.stable, c.candidate, rate=t.rate, limits=settings.verdict)
             stable = ce.stable_lives(lives, tracks)
             verdict = judge(kept, stable, plan, marks, final, watcher.gaps(),
-                            ce.tally_without(load.tally(), requests, left_out))
+                            ce.tally_without(load.tally(), requests, left_out), host.samples())
             live = ce.LiveVerdict(verdict.outcome, verdict.checks, verdict.summary())
             promote_written = report.write(folder / "promote", verdict, kept, stable, events)
         else:

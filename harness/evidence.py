@@ -340,6 +340,46 @@ class RunEvidence:
     final: FinalState
     gaps: tuple[WatchGap, ...]
     tally: Tally | None
+    host: tuple[CpuSample, ...] = ()
+    """The host's CPU while the load ran (none when it could not be read)."""
+
+
+# -- the host's spare CPU (host-cpu.jsonl) --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSample:
+    """The host's CPU over one short interval, as harness/hostcpu.py writes it::
+
+        {"t": 1764400000.5, "seconds": 0.5, "idle": 0.031}
+
+    On a kind cluster the node, the load generator and the deployer share the host's
+    cores: an interval with no idle CPU is one in which every answer may have waited
+    for a core, whatever the release did."""
+
+    t: float
+    """End of the interval, epoch seconds (the requests' clock)."""
+    seconds: float
+    """Length of the interval."""
+    idle: float
+    """Share of all the host's cores left idle over the interval, 0-1."""
+
+    @property
+    def started(self) -> float:
+        return self.t - self.seconds
+
+
+def encode_cpu_sample(sample: CpuSample) -> bytes:
+    """The one writer of a host-cpu.jsonl line."""
+    return orjson.dumps(sample) + b"\n"
+
+
+def read_cpu_samples(path: Path) -> list[CpuSample]:
+    """The samples of a host-cpu.jsonl, in time order; no file means none were taken."""
+    if not path.exists():
+        return []
+    found = _read_jsonl(path, lambda raw: CpuSample(**orjson.loads(raw)))
+    return sorted(found, key=lambda s: s.t)
 
 
 # -- reading JSONL ---------------------------------------------------------------------

@@ -11,8 +11,8 @@ tested on hand-made evidence without a cluster. The outcome is one of three:
   rate far below plan), or the watch of the cluster had a hole while it ran
   (a pod's exit may then be timed wrong or missed), or the load generator
   itself fell behind (late sends with no slow answer; latency over budget only
-  in answers timed while it waited for CPU). Never a pass: an unobserved
-  rollout proves nothing;
+  in answers timed while it waited for CPU, or while the host had no idle
+  CPU). Never a pass: an unobserved rollout proves nothing;
 - **pass**: every rule held.
 """
 
@@ -28,6 +28,7 @@ from typing import Any, Literal
 from harness.causes import Attribution, attribute, cause, story
 from harness.evidence import (
     NEW_CONNECTION,
+    CpuSample,
     FinalState,
     Marks,
     PodLife,
@@ -117,11 +118,13 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def judge(requests: Sequence[Request], lives: Sequence[PodLife], plan: Plan, marks: Marks,
-          final: FinalState, gaps: Sequence[WatchGap], tally: Tally | None) -> Verdict:
+          final: FinalState, gaps: Sequence[WatchGap], tally: Tally | None,
+          host: Sequence[CpuSample] = ()) -> Verdict:
     """Apply every rule; the worst outcome of the checks is the verdict.
 
     `tally` is Locust's own count of what it sent (None: it left none), held
     against `requests` so that evidence lost on the way is never judged as clean.
+    `host`: the host's CPU while the load ran (none: not sampled).
     The order of `requests` does not matter (they are put in `request_order`, a total
     order), so neither does how many Locust processes wrote them.
     """
@@ -158,7 +161,7 @@ def judge(requests: Sequence[Request], lives: Sequence[PodLife], plan: Plan, mar
         _rollout_finished(plan, marks, completed, old_pods, final),
         _versions(requests, plan, completed),
         _coverage(plan, before, after, replaced, requests, figures),
-        _latency(plan, figures, during),
+        _latency(plan, figures, during, host),
         _power(plan, replaced, requests, lives),
         _timeline(gaps, requests, marks),
         _evidence(tally, requests),
@@ -369,7 +372,8 @@ def _timeline(gaps: Sequence[WatchGap], requests: Sequence[Request], marks: Mark
     return Check(name, "inconclusive", "; ".join(span(g) for g in holes[:3]))
 
 
-def _latency(plan: Plan, f: Figures, during: Sequence[Request]) -> Check:
+def _latency(plan: Plan, f: Figures, during: Sequence[Request],
+             host: Sequence[CpuSample] = ()) -> Check:
     """The p99 of the answers' own time (`Request.answer_ms`) during the rollout against
     the one before. A client's wait behind its previous answer is left out: a slow answer
     is counted once, as itself, and a load generator that fell behind is the failed-request
@@ -380,9 +384,11 @@ def _latency(plan: Plan, f: Figures, during: Sequence[Request]) -> Check:
     waited (on a small host the cluster, the deployer and the load share the cores, and
     a heavy server's start-up takes them). Its sends say when that was (`behind_ms`);
     a wait as long as the budget's headroom over the baseline could carry an answer
-    past the budget on its own. Over budget only with those answers in, the verdict
-    is INCONCLUSIVE (never a pass: a slow release that starves the host looks the same);
-    over budget without them too, it is a FAIL.
+    past the budget on its own. Nor the test bed: while the host had no idle CPU
+    (`host`), every pod waited for a core, old ones and new alike, and their answers
+    time the host. Over budget only with the answers in flight at such moments, the
+    verdict is INCONCLUSIVE (never a pass: a slow release that starves the host looks
+    the same); over budget without them too, it is a FAIL.
     """
     name = "latency within budget"
     if f.p99_baseline_ms is None or f.p99_rollout_ms is None:
@@ -393,23 +399,32 @@ def _latency(plan: Plan, f: Figures, during: Sequence[Request]) -> Check:
             f"before, budget {budget:.1f} ms")
     if f.p99_rollout_ms <= budget:
         return Check(name, "pass", text)
-    stalls = _behind_spans(during, budget - f.p99_baseline_ms)
-    if not stalls:
-        return Check(name, "fail", text)
     answered = [r for r in during if r.ok]
-    clean = [r.answer_ms for r in answered if not _in_flight_during(r, stalls)]
+    behind = _behind_spans(during, budget - f.p99_baseline_ms)
+    starved = _starved_spans(host, answered)
+    if not behind and not starved:
+        return Check(name, "fail", text)
+    clean = [r.answer_ms for r in answered if not _in_flight_during(r, behind + starved)]
     p99_clean = percentile(clean, 99)
-    worst = max(r.behind_ms for r in during) / 1000
-    outside = (f"the load generator itself fell up to {worst:.1f}s behind its schedule "
-               f"(waiting for CPU) while {len(answered) - len(clean)} answers were in flight")
+    why = []
+    if behind:
+        worst = max(r.behind_ms for r in during) / 1000
+        why.append(f"the load generator itself fell up to {worst:.1f}s behind its schedule "
+                   "(waiting for CPU)")
+    if starved:
+        seconds = sum(hi - lo for lo, hi in starved)
+        why.append(f"the host had no idle CPU for {seconds:.1f}s")
+    outside = f"{' and '.join(why)} while {len(answered) - len(clean)} answers were in flight"
     if p99_clean is not None and p99_clean > budget:
         return Check(name, "fail", f"{text}; {p99_clean:.1f} ms without the answers timed while "
                                    f"{outside}")
     rest = (f"the other {len(clean)} answers' p99 is {p99_clean:.1f} ms" if p99_clean is not None
             else "no answer was timed outside those moments")
-    return Check(name, "inconclusive",
-                 f"{text}, but {outside}: {rest}. The instrument, not the release, may have "
-                 "been slow; give the load fewer clients or the host more CPU")
+    slow = ("The host's cores, not the release, may have been what was slow; give the host "
+            "more CPU or the load fewer clients" if starved else
+            "The instrument, not the release, may have been slow; give the load fewer clients "
+            "or the host more CPU")
+    return Check(name, "inconclusive", f"{text}, but {outside}: {rest}. {slow}")
 
 
 # -- small helpers -------------------------------------------------------------
@@ -447,6 +462,23 @@ def _behind_spans(requests: Sequence[Request], least_ms: float) -> list[tuple[fl
             sent = r.t + r.lag_ms / 1000
             spans.append((sent - r.behind_ms / 1000, sent))
     return spans
+
+
+STARVED_IDLE = 0.05
+"""A host interval with less than this share of its CPU idle left the pods queueing for
+cores (measured on two cores: 0-4 % idle while a heavy server's pod started, 7-70 %
+while the same rollout only served)."""
+
+
+def _starved_spans(host: Sequence[CpuSample],
+                   answered: Sequence[Request]) -> list[tuple[float, float]]:
+    """The host's intervals with no idle CPU (epoch seconds) that overlap `answered`'s time."""
+    if not answered:
+        return []
+    first = min(r.t for r in answered)
+    last = max(r.t + r.latency_ms / 1000 for r in answered)
+    return [(c.started, c.t) for c in host
+            if c.idle < STARVED_IDLE and c.started <= last and c.t >= first]
 
 
 def _in_flight_during(request: Request, spans: Sequence[tuple[float, float]]) -> bool:

@@ -21,6 +21,7 @@ from kubernetes import config
 from harness import errors, progress, report, startup, traffic
 from harness.deploy import ModelStack
 from harness.evidence import Marks, RunEvidence, pod_lives
+from harness.hostcpu import HostCpu
 from harness.settings import GateSettings, Settings
 from harness.startup import Prepared
 from harness.traffic import Traffic
@@ -69,6 +70,7 @@ def rehearse(settings: Settings, ready: Prepared) -> Result:
     t = settings.traffic
     with progress.phase("the traffic phase"), \
             Watcher(api, namespace, folder / "events.jsonl") as watcher, \
+            HostCpu(folder / "host-cpu.jsonl") as host, \
             Traffic(made.base_url, folder, t, model_name, planned_seconds(settings)) as load, \
             progress.ticker(TRAFFIC_LINE_EVERY, load.progress_line):
         progress.say(f"traffic: {t.describe()} on {made.base_url}; "
@@ -88,8 +90,9 @@ def rehearse(settings: Settings, ready: Prepared) -> Result:
         lives = pod_lives(events)
         plan = Plan(gate.from_version, gate.to_version, rate=t.rate, limits=settings.verdict)
         evidence = RunEvidence(tuple(requests), tuple(lives), marks, final,
-                               tuple(watcher.gaps()), load.tally())
-        verdict = judge(requests, lives, plan, marks, final, evidence.gaps, evidence.tally)
+                               tuple(watcher.gaps()), load.tally(), tuple(host.samples()))
+        verdict = judge(requests, lives, plan, marks, final, evidence.gaps, evidence.tally,
+                        evidence.host)
         written = report.write(folder, verdict, requests, lives, events)
     progress.say(f"verdict: {verdict.summary()}")
     progress.say(f"report: {written.html} (also {written.json.name}, {written.junit.name})")
