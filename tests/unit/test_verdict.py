@@ -986,6 +986,22 @@ def test_only_the_hosts_busy_moments_while_slow_answers_flew_excuse_them(starved
     assert ("the host had no idle CPU for 0.5s" in check.detail) == named, check.detail
 
 
+@pytest.mark.parametrize(("start", "named"), [
+    (-0.0002, True),   # starts before the rollout's last answer came back
+    (0.0, True),       # the very moment it came back
+    (0.0002, False),   # after it
+])
+def test_the_hosts_moments_count_up_to_the_rollouts_last_answer(start, named):
+    """The last request of the rollout, sent at +24 s, is answered 400 ms later."""
+    requests = on_time(starved())
+    i = max(j for j, r in enumerate(requests) if r.t <= T0 + 24)
+    requests[i] = dataclasses.replace(requests[i], latency_ms=400.0)
+    answered = requests[i].t + 0.4
+    sample = CpuSample(answered + start + 0.5, 0.5, 0.0)
+    check = check_of(decide(requests, rolling_lives(), host=[sample]), "latency within")
+    assert ("the host had no idle CPU" in check.detail) == named, check.detail
+
+
 def test_a_busy_host_never_touches_latency_within_budget():
     requests = [dataclasses.replace(r, latency_ms=90.0) if T0 <= r.t <= T0 + 24 else r
                 for r in traffic()]
