@@ -9,7 +9,7 @@ name either, so the verdict credits each pod its share of the answers). Every ca
 at the default load and thresholds, as `rollout-harness verify` in that folder would:
 
 - the good upgrade passes, the chart from the example's folder and its images built by
-  the gate;
+  the gate (run again while the gate says the host had no CPU to spare);
 - its negative control, the same upgrade with the chart's preStop drain removed
   (`preStopSleepSeconds: 0`), fails on the connections reset or closed as old pods exit.
   This run takes the chart from a Helm repository on 127.0.0.1 at each version (the
@@ -49,15 +49,38 @@ def _rolled_over(result: Rollout) -> None:
     assert finished.outcome == "pass", finished
 
 
+ATTEMPTS = 3
+"""Runs of the good upgrade at most, while the gate answers INCONCLUSIVE for want of CPU."""
+
+
+def _short_of_cpu(result: Rollout) -> bool:
+    """INCONCLUSIVE only because the host had no CPU to spare: requests queued behind
+    slow answers (nothing else failed), or latency over budget only while the host or the
+    load generator starved. Any other doubt is the test's to report."""
+    doubts = [c for c in result.checks if c.outcome != "pass"]
+    return (result.outcome == "inconclusive" and bool(doubts)
+            and all(c.outcome == "inconclusive" for c in doubts)
+            and set(result.figures.errors) <= {"queued"}
+            and {c.name for c in doubts} <= {"no failed requests", "latency within budget"})
+
+
 def test_the_teams_run_file_passes_a_good_upgrade(rollout: Callable[..., Rollout]):
-    """On two cores the example's rollout leaves the host no spare CPU: now and then the
-    gate answers INCONCLUSIVE (its clients fell behind, no answer slow, nothing failed),
-    and its advice is to run again. A team would, so this test does, once, with a warning
-    in the summary; a FAIL is never run again."""
-    result = rollout(FROM, TO, config=RUN_FILE)
-    if result.outcome == "inconclusive":
-        warnings.warn(f"the good upgrade was INCONCLUSIVE, run again: {result!r}", stacklevel=1)
+    """On two cores the example's rollout can leave the host no idle CPU while new
+    MLServer pods start: the gate then answers INCONCLUSIVE (clients behind slow answers,
+    or latency over budget only while the host starved; nothing failed), and its advice
+    is a larger host, or a run at a quieter moment. A team would run again, so this test
+    does, up to ATTEMPTS runs, each with a warning in the summary. If the host never had
+    room, the test is skipped and says so: a PASS was not shown, and no FAIL either. A
+    FAIL, or any other doubt, is never run again."""
+    for attempt in range(1, ATTEMPTS + 1):
         result = rollout(FROM, TO, config=RUN_FILE)
+        if not _short_of_cpu(result):
+            break
+        warnings.warn(f"the good upgrade was INCONCLUSIVE for want of CPU (run {attempt} of "
+                      f"{ATTEMPTS}): {result.verdict.summary()}", stacklevel=1)
+    else:
+        pytest.skip(f"this host had no CPU to spare for the example's rollout in {ATTEMPTS} "
+                    f"runs (last: {result.verdict.summary()}); a PASS needs a larger host")
     assert result.outcome == "pass", result.checks
     assert result.figures.failures == 0, result.figures.errors
     assert all(c.outcome == "pass" for c in result.checks), result.checks
