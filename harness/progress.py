@@ -52,8 +52,16 @@ def redirected(stream: TextIO) -> Iterator[TextIO]:
         _stream = saved
 
 
+_writing = threading.Lock()
+"""The traffic ticker says its lines from a thread while the run says its own: print()
+writes a line and its newline apart, so two lines could run into one."""
+
+
 def say(message: str) -> None:
-    print(f"==> {message}", file=_stream or sys.stderr, flush=True)
+    stream = _stream or sys.stderr
+    with _writing:
+        stream.write(f"==> {message}\n")
+        stream.flush()
     log.debug(message)
 
 

@@ -125,3 +125,28 @@ def test_pods_ready_by_version_during_a_rollout():
     assert pods_line(pods, VERSION_LABEL) == "pods ready: 1.0.0 2/2, 1.1.0 1/2, 1 terminating"
     assert pods_line([_pod(None, False)], VERSION_LABEL) == "pods ready: unlabelled 0/1"
     assert pods_line([], VERSION_LABEL) is None
+
+
+def test_lines_said_from_threads_at_once_stay_whole_lines():
+    """A run said `==> upgrading 1.0.0 -> 1.1.0 under traffic==> traffic: 2,163 requests`
+    when the traffic ticker's thread spoke between a line and its newline."""
+
+    class Slow(io.StringIO):
+        def write(self, text: str) -> int:  # every write yields the GIL midway
+            half = len(text) // 2
+            n = super().write(text[:half])
+            time.sleep(0.0005)
+            return n + super().write(text[half:])
+
+    out = Slow()
+    with progress.redirected(out):
+        threads = [threading.Thread(target=lambda i=i: [progress.say(f"line {i}-{j}")
+                                                        for j in range(20)])
+                   for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 80 and all(line.startswith("==> line ") for line in lines)
+    assert sorted(lines) == sorted(f"==> line {i}-{j}" for i in range(4) for j in range(20))
