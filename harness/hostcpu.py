@@ -6,8 +6,7 @@ for one: a latency over budget then says the host was too small, not that the
 release was slow. The verdict needs to know when that was, so a thread of the
 harness's own process reads the host's CPU counters every `INTERVAL_SECONDS`
 and writes each interval at once to a JSONL file (a killed run still leaves
-what was sampled). Reading two counters twice a second costs nothing
-measurable.
+what was sampled): one line of /proc/stat read, one line written, twice a second.
 
 Where /proc/stat cannot be read (not Linux), nothing is sampled and the
 verdict judges latency as it would without this.
