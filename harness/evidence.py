@@ -328,22 +328,6 @@ class FinalState:
     ready_by_version: dict[str, int]
 
 
-@dataclass(frozen=True)
-class RunEvidence:
-    """All one run wrote down, as the verdict reads it. Kept with the run's result, so
-    the same real run can be judged again — by a test asking whether a rule would have
-    caught evidence lost on the way, or by a person trying another threshold."""
-
-    requests: tuple[Request, ...]
-    lives: tuple[PodLife, ...]
-    marks: Marks
-    final: FinalState
-    gaps: tuple[WatchGap, ...]
-    tally: Tally | None
-    host: tuple[CpuSample, ...] = ()
-    """The host's CPU while the load ran (none when it could not be read)."""
-
-
 # -- the host's spare CPU (host-cpu.jsonl) --------------------------------------------
 
 
@@ -380,6 +364,22 @@ def read_cpu_samples(path: Path) -> list[CpuSample]:
         return []
     found = _read_jsonl(path, lambda raw: CpuSample(**orjson.loads(raw)))
     return sorted(found, key=lambda s: s.t)
+
+
+@dataclass(frozen=True)
+class RunEvidence:
+    """All one run wrote down, as the verdict reads it. Kept with the run's result, so
+    the same real run can be judged again — by a test asking whether a rule would have
+    caught evidence lost on the way, or by a person trying another threshold."""
+
+    requests: tuple[Request, ...]
+    lives: tuple[PodLife, ...]
+    marks: Marks
+    final: FinalState
+    gaps: tuple[WatchGap, ...]
+    tally: Tally | None
+    host: tuple[CpuSample, ...] = ()
+    """The host's CPU while the load ran (none when it could not be read)."""
 
 
 # -- reading JSONL ---------------------------------------------------------------------

@@ -373,7 +373,7 @@ def _timeline(gaps: Sequence[WatchGap], requests: Sequence[Request], marks: Mark
 
 
 def _latency(plan: Plan, f: Figures, during: Sequence[Request],
-             host: Sequence[CpuSample] = ()) -> Check:
+             host: Sequence[CpuSample]) -> Check:
     """The p99 of the answers' own time (`Request.answer_ms`) during the rollout against
     the one before. A client's wait behind its previous answer is left out: a slow answer
     is counted once, as itself, and a load generator that fell behind is the failed-request
