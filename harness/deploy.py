@@ -27,7 +27,7 @@ import ml_model_program
 from ml_model_program import CONFIG_KEYS, CanaryConfig, ModelConfig
 from pulumi import automation as auto
 
-from harness import charts, errors, interrupts, procs, progress, target
+from harness import charts, errors, interrupts, procs, progress, rollouts, target
 from harness.cluster import Cluster, drop_pods, pods_ready, readiness
 from harness.program import Program
 from harness.resources import CHART_DIR
@@ -144,8 +144,27 @@ class ModelStack:
                            log_file=self.log_path, doing=self._pods_ready):
             result = self._run(lambda: stack.up(on_output=self._output, on_event=timer,
                                                 color="never"), f"pulumi up of {version}")
+            if self._await_rollouts(started):
+                timer.seconds = timer.since_started()
+                # the stack's outputs hold the Deployments as pulumi last read them, before
+                # their rollout: read the cluster again so that state and outputs are true
+                result = self._run(lambda: stack.up(on_output=self._output, refresh=True,
+                                                    color="never"),
+                                   f"pulumi up --refresh of {version}")
         return Outcome(version, _plain(result.outputs), dict(result.summary.resource_changes or {}),
                        round(time.monotonic() - started, 1), timer.seconds)
+
+    def _await_rollouts(self, started: float) -> bool:
+        """After `pulumi up`: wait for what it may not have awaited (harness/rollouts.py).
+        True when a rollout was not over as pulumi returned."""
+        left = max(self.settings.deploy.rollout_timeout - (time.monotonic() - started),
+                   MIN_ROLLOUT_WAIT)
+        early = rollouts.await_over(self.cluster.kubeconfig, self.cluster.context,
+                                    self.settings.deploy.namespace, left)
+        if early:
+            said = "; ".join(f"{name}: {why}" for name, why in early.items())
+            log.warning("pulumi up returned before the rollout was over (%s); awaited it", said)
+        return bool(early)
 
     def up_or_roll_back(self, version: str, previous: str, values: Mapping[str, Any],
                         chart_repo: str | None, what: str) -> tuple[str | None, bool]:
@@ -465,8 +484,16 @@ class _DeploymentTimer:
         if pre is not None and pre.metadata.type == self.TYPE and pre.metadata.op != "same":
             self.started = time.monotonic()
         elif done is not None and done.metadata.type == self.TYPE and self.started is not None:
-            self.seconds = round(time.monotonic() - self.started, 1)
+            self.seconds = self.since_started()
 
+    def since_started(self) -> float | None:
+        """Seconds since the Deployment's step began (for a rollout awaited beyond it)."""
+        return None if self.started is None else round(time.monotonic() - self.started, 1)
+
+
+MIN_ROLLOUT_WAIT = 30.0
+"""The least time given to a rollout pulumi returned from early, whatever the timeout
+left: the controller only needs to catch up."""
 
 PULUMI_GRACE_SECONDS = 30.0
 """How long pulumi may take to cancel an update cleanly before it is killed."""

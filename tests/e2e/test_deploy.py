@@ -11,8 +11,10 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kube_helpers import eventually
@@ -21,6 +23,7 @@ from kubernetes import client
 from harness import charts, errors, progress, startup
 from harness import cluster as clusters
 from harness.deploy import PROJECT, ModelStack
+from harness.resources import CHART_DIR
 from harness.settings import Settings
 from harness.toolchain import DeployTools, Toolchain
 
@@ -111,6 +114,45 @@ def test_up_upgrade_refresh_preview_down(source: str, stack: ModelStack,
         return namespace not in names
 
     eventually(namespace_gone, 120, f"namespace {namespace} deleted")
+
+
+def test_a_rollout_pulumi_does_not_await_is_awaited_all_the_same(
+        settings: Settings, cluster: clusters.Cluster, toolchain: Toolchain,
+        deploy_tools: DeployTools, api: client.ApiClient, tmp_path: Path):
+    """The chart's Deployment carries `pulumi.com/skipAwait`, so pulumi returns as soon as
+    the API takes the change; `up` still returns only once the rollout is over, with
+    outputs that say so. The same holds when pulumi returns early unasked, as it did
+    once in CI (harness/rollouts.py)."""
+    chart = tmp_path / "ml-model"
+    shutil.copytree(CHART_DIR, chart)
+    template = chart / "templates" / "deployment.yaml"
+    head = 'metadata:\n  name: {{ include "ml-model.fullname" . }}\n'
+    text = template.read_text()
+    assert head in text
+    template.write_text(text.replace(
+        head, head + '  annotations:\n    pulumi.com/skipAwait: "true"\n', 1))
+    startup.load_images(settings, cluster.name, toolchain, (OLD, NEW))
+    namespace, replicas = settings.deploy.namespace, settings.deploy.replicas
+    stack = ModelStack(settings.replace("deploy", chart=chart), cluster, toolchain,
+                       deploy_tools)
+    try:
+        first = stack.up(OLD)
+        state = rollout_state(api, namespace)
+        assert state["ready"] == replicas
+        assert first.outputs["deployment"]["readyReplicas"] == replicas
+
+        second = stack.up(NEW)
+        after = rollout_state(api, namespace)
+        assert after["replica_sets"] == 2 and after["active_sets"] == 1
+        assert after["ready"] == replicas
+        assert after["image"] == f"rollout-harness/model-server:{NEW}"
+        assert second.outputs["deployment"]["revision"] == after["revision"] == "2"
+        assert second.outputs["deployment"]["updatedReplicas"] == replicas
+        planned = stack.preview()
+        assert set(planned) <= {"same"}, planned
+    finally:
+        with contextlib.suppress(errors.HarnessError):
+            stack.down()
 
 
 def test_faults_change_nothing(stack: ModelStack, api: client.ApiClient, settings: Settings):
