@@ -145,7 +145,8 @@ def canary_run(settings: Settings, ready: startup.Prepared, control: CanaryContr
     `keep_stable`: after an abort, stable FROM_VERSION stays deployed as the abort left
     it, so the next run starts on it as a team's next canary would (and shows that an
     abort leaves a stable to build on); anything else still ends in nothing."""
-    settings = settings.replace("canary", stable=FROM_VERSION, candidate=control.candidate
+    settings = settings.replace("canary", stable=FROM_VERSION, candidate=control.candidate,
+                                decide_only=not control.promote
                                 ).replace("gate", report_dir=report_dir)
     result = None
     try:

@@ -25,7 +25,8 @@ The flow, one path from start to end:
    stopping at the first abort;
 5. promote (`pulumi up` of the candidate, the canary section gone: a rolling
    update of stable under the same traffic, rolled back if it fails) or
-   remove (the canary section gone, stable untouched);
+   remove (the canary section gone, stable untouched) — after an abort, or after
+   a promote decision with `--no-promote`, for a pipeline that promotes itself;
 6. traffic stopped; the live traffic judged by `verify`'s rules — a promote as
    the rollout it is, a removal by `canary_evidence.judge_abort`; the
    intervals judged again on the complete record; the report written.
@@ -287,12 +288,13 @@ def _end(stack: ModelStack, settings: Settings, repo: str | None,
     (`aborted()`); a promote that fails is rolled back by removing the canary with stable
     at its own version. Returns (what was done, its error or None)."""
     c, values = settings.canary, settings.deploy.values
-    if decision.outcome == "promote":
+    if decision.outcome == "promote" and not c.decide_only:
         progress.say(f"promoting: rolling stable {c.stable} -> {c.candidate} under the same "
                      "traffic; the canary and baseline go")
         error, _ = stack.up_or_roll_back(c.candidate, c.stable, values, repo, "promote")
         return "promote", error
-    progress.say(f"removing the canary and baseline; stable stays at {c.stable}")
+    held = " (fit to promote; --no-promote)" if decision.outcome == "promote" else ""
+    progress.say(f"removing the canary and baseline{held}; stable stays at {c.stable}")
     try:
         stack.up(c.stable, values, chart_repo=repo)
     except errors.DeployError as e:

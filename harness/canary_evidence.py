@@ -227,7 +227,8 @@ class LiveVerdict:
 def judge_abort(requests: Sequence[Request], lives: Sequence[PodLife], marks: Marks,
                 final: FinalState, gaps: Sequence[WatchGap], tally: Tally | None,
                 stable: str, stable_pods: int, limits: VerdictSettings) -> LiveVerdict:
-    """The stable side of a canary that was removed (aborted, or inconclusive): nothing
+    """The stable side of a canary that was removed (aborted, inconclusive, or fit to
+    promote under `--no-promote`): nothing
     failed from the first request to the last, the removal went through and stable
     serves as before at all its pods, and the evidence is whole (the traffic covered
     the removal, the watch had no hole, the record holds every request Locust made).
@@ -363,7 +364,7 @@ class CanaryRun:
     """The same intervals judged again on the complete record."""
     ending: str
     """What was done: "promote" (stable to the candidate) or "remove" (canary and baseline
-    removed, stable untouched)."""
+    removed, stable untouched: an abort, or a promote decision under `--no-promote`)."""
     ending_error: str | None
     """The promote's or removal's failure; a failed promote was rolled back (removed)."""
     live: LiveVerdict
@@ -375,6 +376,11 @@ class CanaryRun:
     @property
     def promote_failed(self) -> bool:
         return self.ending == "promote" and self.ending_error is not None
+
+    @property
+    def held_back(self) -> bool:
+        """Decided to promote, and not promoted as asked (`--no-promote`)."""
+        return self.decision.outcome == "promote" and self.ending == "remove"
 
     @property
     def late(self) -> bool:
@@ -389,6 +395,9 @@ class CanaryRun:
 
     @property
     def word(self) -> str:
+        if self.held_back:
+            return {0: "FIT TO PROMOTE", 3: "FIT TO PROMOTE, UNPROVEN"}.get(
+                self.exit_code, "FIT TO PROMOTE, STABLE FAILED")
         if self.decision.outcome == "promote":
             return "PROMOTED" if self.exit_code == 0 else (
                 "PROMOTED, UNPROVEN" if self.exit_code == 3 else "PROMOTE FAILED")
@@ -402,6 +411,8 @@ class CanaryRun:
                     f"{self.ending_error}"
         elif self.ending_error:
             line += f"; removing the canary failed: {self.ending_error}"
+        if self.held_back:
+            line += f"; not promoted (--no-promote): stable stays at {self.stable}"
         if self.late:
             line += (f"; but on the complete record the decision is {self.audit.outcome}: "
                      f"{self.audit.reason}")

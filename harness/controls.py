@@ -102,6 +102,9 @@ class CanaryControl:
     classification: str | None = None
     says: tuple[str, ...] = ()
     """Texts the decision's reason must hold."""
+    promote: bool = True
+    """Whether a promote decision is carried out; False decides only (`--no-promote`),
+    for a control about the decision whose promote another control already shows."""
 
     @property
     def to_version(self) -> str:
@@ -124,7 +127,8 @@ CANARY_CONTROLS: tuple[CanaryControl, ...] = (
                   "prediction, within the SLO: only the latency comparison sees it", "latency",
                   "high", ("canary slower",)),
     CanaryControl("canary-aa", "1.0.0-rebuilt", "pass", "A/A: the stable build under another "
-                  "tag; an abort is a false alarm"),
+                  "tag; an abort is a false alarm (decided only: canary-promote shows the "
+                  "promote)", promote=False),
 )
 
 AnyControl = Control | CanaryControl

@@ -650,6 +650,12 @@ class CanarySettings:
         help="the canary is slow only when, with confidence, slower than baseline median x "
              "this (1.0: any confident increase; 1.1 forgives 10 %, the difference two "
              "fresh pods of one build show)")
+    decide_only: bool = option(
+        False, flag="--no-promote", env="HARNESS_CANARY_NO_PROMOTE", parse=boolean,
+        action="store_true", commands=CANARY_COMMANDS,
+        help="decide, do not promote: on a promote decision the canary and baseline are "
+             "removed and stable stays as it is, for a pipeline that promotes by itself; "
+             "exit code 0 still says the candidate is fit to promote")
 
     def __post_init__(self) -> None:
         if self.stable == self.candidate:

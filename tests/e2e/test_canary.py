@@ -8,7 +8,8 @@ to both track Services, then the promote or the removal, judged as `verify`
 judges. Default settings throughout. Whatever the decision, no stable-side
 request may fail. The aborts run first, one after the other on the stable 1.0.0
 the previous abort left (as a team's next canary starts on it); each promote is
-taken down after it. The cases are harness/controls.py's canary controls, which
+taken down after it. The A/A run decides only (`--no-promote`): the promote it
+would make is canary-promote's. The cases are harness/controls.py's canary controls, which
 `make calibrate` repeats.
 """
 
@@ -65,7 +66,8 @@ def test_canary(case: CanaryControl, settings: Settings, model_stack: ModelStack
         assert decided.get(case.metric) == case.classification, doc["decision"]
     else:
         assert len(doc["intervals"]) == settings.canary.intervals
-        assert result.promote_report is not None
+        assert (result.promote_report is not None) == case.promote
+        assert run.ending == ("promote" if case.promote else "remove"), run.summary()
         assert all(c.outcome == "pass" for c in run.live.checks), run.live.checks
     for row in doc["intervals"]:
         assert row["accuracy"]["pairs"] == 54 and row["schema"]["differs"] == 0, row

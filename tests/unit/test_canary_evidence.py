@@ -274,6 +274,21 @@ def test_a_promoted_run_says_so_in_one_line_and_exits_0() -> None:
     assert run.summary().endswith("; promote rollout: PASS: 9000 requests, 0 failed")
 
 
+def test_a_promote_held_back_by_no_promote_says_fit_and_exits_as_the_stable_side_did(
+        ) -> None:
+    run = a_run([evidence(i) for i in (1, 2, 3)], ending="remove")
+    assert run.held_back and (run.exit_code, run.word) == (0, "FIT TO PROMOTE")
+    assert run.summary() == (
+        f"FIT TO PROMOTE: 1.0.0 -> 1.1.0: {run.decision.reason}; not promoted "
+        "(--no-promote): stable stays at 1.0.0; stable side: PASS: 9000 requests, 0 failed")
+    unproven = a_run([evidence(i) for i in (1, 2, 3)], ending="remove", live="inconclusive")
+    assert (unproven.exit_code, unproven.word) == (3, "FIT TO PROMOTE, UNPROVEN")
+    failed = a_run([evidence(i) for i in (1, 2, 3)], ending="remove", live="fail")
+    assert (failed.exit_code, failed.word) == (1, "FIT TO PROMOTE, STABLE FAILED")
+    aborted = a_run([evidence(1, canary_errors=1)], ending="remove")
+    assert not aborted.held_back and aborted.word == "ABORTED"
+
+
 def test_a_failed_promote_is_exit_1_with_a_clear_line() -> None:
     run = a_run([evidence(i) for i in (1, 2, 3)], live="fail",
                 ending_error="[ProgressDeadlineExceeded] ...")

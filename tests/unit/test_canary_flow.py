@@ -193,6 +193,34 @@ def test_a_good_canary_is_judged_every_interval_then_promoted(
     assert [row["index"] for row in doc["intervals"]] == [1, 2, 3]
 
 
+def test_with_no_promote_a_good_canary_is_judged_then_removed_and_stable_stays(
+        faked: tuple[FakeStack, Prepared, Settings]) -> None:
+    stack, ready, settings = faked
+    settings = settings.replace("canary", decide_only=True)
+    settings = settings.replace("gate", settle_seconds=0.3)  # 50 requests after the removal
+    result = canary.run(settings, ready)
+    assert stack.ups == [("1.0.0", None), ("1.0.0", "1.1.0"), ("1.0.0", None)]
+    run = result.run
+    assert run.decision.outcome == "promote" and len(run.intervals) == 3
+    assert run.ending == "remove" and run.held_back and not run.promote_failed
+    assert result.promote_report is None
+    assert run.live.outcome == "pass", run.live.checks  # the stable side, as after an abort
+    assert (run.exit_code, run.word) == (0, "FIT TO PROMOTE")
+    assert run.summary().endswith("stable stays at 1.0.0; stable side: " + run.live.summary)
+    doc = json.loads(result.written.json.read_text())
+    assert (doc["outcome"], doc["exit_code"], doc["ending"]["action"]) == (
+        "promote", 0, "remove")
+
+
+def test_no_promote_changes_nothing_after_an_abort(
+        faked: tuple[FakeStack, Prepared, Settings]) -> None:
+    stack, ready, settings = faked
+    settings = settings.replace("canary", candidate="1.1.0-flaky", decide_only=True)
+    run = canary.run(settings, ready).run
+    assert stack.ups == [("1.0.0", None), ("1.0.0", "1.1.0-flaky"), ("1.0.0", None)]
+    assert (run.exit_code, run.word, run.held_back) == (1, "ABORTED", False)
+
+
 def test_a_flaky_canary_is_aborted_at_its_first_interval_and_removed(
         faked: tuple[FakeStack, Prepared, Settings]) -> None:
     stack, ready, settings = faked
