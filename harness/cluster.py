@@ -343,20 +343,29 @@ def readiness(kubeconfig: Path, context: str | None = None) -> Readiness:
     return Readiness(True, None)
 
 
+@contextlib.contextmanager
+def api_client(kubeconfig: Path, context: str | None) -> Iterator[Any]:
+    """A Kubernetes API client for one look at the cluster, closed after it (its pool
+    would otherwise outlive the look)."""
+    from kubernetes import config
+
+    made = config.new_client_from_config(  # type: ignore[no-untyped-call]
+        str(kubeconfig), context=context)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
 def pods_ready(kubeconfig: Path, context: str | None, namespace: str) -> str | None:
     """"pods ready: 1.0.0 2/3, 1.1.0 1/1, 1 terminating": a rollout's progress as a person
     follows it, by the model-version label; None while the namespace has no pods."""
-    from kubernetes import client, config
+    from kubernetes import client
 
     from harness.evidence import VERSION_LABEL
 
-    api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
-        str(kubeconfig), context=context)
-    try:
-        pods = client.CoreV1Api(api_client).list_namespaced_pod(
-            namespace, _request_timeout=5).items
-    finally:
-        api_client.close()
+    with api_client(kubeconfig, context) as api:
+        pods = client.CoreV1Api(api).list_namespaced_pod(namespace, _request_timeout=5).items
     return pods_line(pods, VERSION_LABEL)
 
 
@@ -367,13 +376,11 @@ def drop_pods(kubeconfig: Path, context: str | None, namespace: str) -> int:
     client is left to drain for: `pulumi destroy` then finds no pod to wait for (it
     waited ~16 s per rollout for the chart's preStop and the namespace's pods). Returns
     the pods deleted; a namespace that is not there is 0."""
-    from kubernetes import client, config
+    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
-    api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
-        str(kubeconfig), context=context)
-    try:
-        apps, core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
+    with api_client(kubeconfig, context) as api:
+        apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
         scale = {"spec": {"replicas": 0}}
         for name in _names(apps.list_namespaced_deployment(namespace, _request_timeout=10)):
             apps.patch_namespaced_deployment_scale(name, namespace, scale)
@@ -388,8 +395,6 @@ def drop_pods(kubeconfig: Path, context: str | None, namespace: str) -> int:
                 if e.status != 404:  # gone meanwhile: what was asked
                     raise
         return len(pods)
-    finally:
-        api_client.close()
 
 
 def _names(listing: Any) -> list[str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import errors
+from harness.cluster import api_client
 
 DEADLINE_REASON = "ProgressDeadlineExceeded"
 """The Progressing condition's reason once a rollout made no progress for its deadline."""
@@ -47,15 +48,11 @@ def not_over(deployment: Any) -> str | None:
 
 def unfinished(kubeconfig: Path, context: str | None, namespace: str) -> dict[str, str]:
     """Each Deployment of `namespace` whose rollout is not over, with why."""
-    from kubernetes import client, config
+    from kubernetes import client
 
-    api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
-        str(kubeconfig), context=context)
-    try:
-        items = client.AppsV1Api(api_client).list_namespaced_deployment(
+    with api_client(kubeconfig, context) as api:
+        items = client.AppsV1Api(api).list_namespaced_deployment(
             namespace, _request_timeout=10).items
-    finally:
-        api_client.close()
     found: dict[str, str] = {}
     for deployment in items:
         why = not_over(deployment)
