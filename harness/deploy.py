@@ -144,7 +144,7 @@ class ModelStack:
                            log_file=self.log_path, doing=self._pods_ready):
             result = self._run(lambda: stack.up(on_output=self._output, on_event=timer,
                                                 color="never"), f"pulumi up of {version}")
-            if self._await_rollouts(started):
+            if self._await_rollouts(started, timer.changed):
                 timer.seconds = timer.since_started()
                 # the stack's outputs hold the Deployments as pulumi last read them, before
                 # their rollout: read the cluster again so that state and outputs are true
@@ -154,13 +154,16 @@ class ModelStack:
         return Outcome(version, _plain(result.outputs), dict(result.summary.resource_changes or {}),
                        round(time.monotonic() - started, 1), timer.seconds)
 
-    def _await_rollouts(self, started: float) -> bool:
-        """After `pulumi up`: wait for what it may not have awaited (harness/rollouts.py).
+    def _await_rollouts(self, started: float, changed: list[tuple[str, str]]) -> bool:
+        """After `pulumi up`: wait for what it may not have awaited (harness/rollouts.py),
+        the Deployments it created or changed (a namespace may hold others, not ours).
         True when a rollout was not over as pulumi returned."""
+        if not changed:
+            return False
         left = max(self.settings.deploy.rollout_timeout - (time.monotonic() - started),
                    MIN_ROLLOUT_WAIT)
-        early = rollouts.await_over(self.cluster.kubeconfig, self.cluster.context,
-                                    self.settings.deploy.namespace, left)
+        early = rollouts.await_over(self.cluster.kubeconfig, self.cluster.context, changed,
+                                    left)
         if early:
             said = "; ".join(f"{name}: {why}" for name, why in early.items())
             log.warning("pulumi up returned before the rollout was over (%s); awaited it", said)
@@ -471,20 +474,31 @@ def check_values(settings: Settings, helm: Path, version: str, scratch: Path) ->
 
 
 class _DeploymentTimer:
-    """Times the Deployment's step (update and rollout await) from the engine's events."""
+    """Times the Deployment's step (update and rollout await) from the engine's events,
+    and notes each Deployment the update created or changed."""
 
     TYPE = "kubernetes:apps/v1:Deployment"
+    ROLLING = ("create", "update", "replace", "create-replacement")
+    """Steps after which a Deployment has a rollout to finish."""
 
     def __init__(self) -> None:
         self.started: float | None = None
         self.seconds: float | None = None
+        self.changed: list[tuple[str, str]] = []
+        """(namespace, name) of each Deployment created or changed."""
 
     def __call__(self, event: auto.EngineEvent) -> None:
         pre, done = event.resource_pre_event, event.res_outputs_event
         if pre is not None and pre.metadata.type == self.TYPE and pre.metadata.op != "same":
             self.started = time.monotonic()
-        elif done is not None and done.metadata.type == self.TYPE and self.started is not None:
-            self.seconds = self.since_started()
+        elif done is not None and done.metadata.type == self.TYPE:
+            if self.started is not None:
+                self.seconds = self.since_started()
+            made = done.metadata.new
+            metadata = ((made.outputs or {}).get("metadata") or {}) if made else {}
+            if done.metadata.op in self.ROLLING and metadata.get("name"):
+                self.changed.append((str(metadata.get("namespace") or "default"),
+                                     str(metadata["name"])))
 
     def since_started(self) -> float | None:
         """Seconds since the Deployment's step began (for a rollout awaited beyond it)."""

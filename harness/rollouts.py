@@ -13,6 +13,7 @@ available, are the old ones gone.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,47 +47,57 @@ def not_over(deployment: Any) -> str | None:
     return None
 
 
-def unfinished(kubeconfig: Path, context: str | None, namespace: str) -> dict[str, str]:
-    """Each Deployment of `namespace` whose rollout is not over, with why."""
+def unfinished(kubeconfig: Path, context: str | None,
+               deployments: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Each of `deployments` (namespace, name) whose rollout is not over, with why, keyed
+    "namespace/name"; one that is gone has nothing left to roll out."""
     from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
 
-    with api_client(kubeconfig, context) as api:
-        items = client.AppsV1Api(api).list_namespaced_deployment(
-            namespace, _request_timeout=10).items
     found: dict[str, str] = {}
-    for deployment in items:
-        why = not_over(deployment)
-        if why is not None:
-            found[str(getattr(deployment.metadata, "name", "?"))] = why
+    with api_client(kubeconfig, context) as api:
+        apps = client.AppsV1Api(api)
+        for namespace, name in deployments:
+            try:
+                deployment = apps.read_namespaced_deployment(name, namespace,
+                                                             _request_timeout=10)
+            except ApiException as e:
+                if e.status == 404:
+                    continue
+                raise
+            why = not_over(deployment)
+            if why is not None:
+                found[f"{namespace}/{name}"] = why
     return found
 
 
-def await_over(kubeconfig: Path, context: str | None, namespace: str,
+def await_over(kubeconfig: Path, context: str | None, deployments: Sequence[tuple[str, str]],
                timeout: float, poll: float = 0.5) -> dict[str, str]:
-    """Wait until every Deployment of `namespace` has its rollout over; returns what was
-    not over at the first look (empty when nothing had to be waited for). A rollout
-    still not over after `timeout` seconds, or past its progress deadline, is a
+    """Wait until the rollout of each of `deployments` (namespace, name) is over; returns
+    what was not over at the first look (empty when nothing had to be waited for). A
+    rollout still not over after `timeout` seconds, or past its progress deadline, is a
     DeployError naming the Deployment and why."""
     deadline = time.monotonic() + timeout
-    first = pending = _look(kubeconfig, context, namespace)
+    first = pending = _look(kubeconfig, context, deployments)
     while pending:
         if time.monotonic() >= deadline:
-            said = "; ".join(f"deployment/{name}: {why}" for name, why in pending.items())
+            said = "; ".join(f"deployment {key}: {why}" for key, why in pending.items())
             raise errors.DeployError(
-                f"the rollout is not over after {timeout:.0f}s ({said}): see `kubectl -n "
-                f"{namespace} describe deployment` and its pods' events")
+                f"the rollout is not over after {timeout:.0f}s ({said}): see `kubectl "
+                f"describe deployment` in its namespace, and its pods' events")
         time.sleep(poll)
-        pending = _look(kubeconfig, context, namespace)
+        pending = _look(kubeconfig, context, deployments)
     return first
 
 
-def _look(kubeconfig: Path, context: str | None, namespace: str) -> dict[str, str]:
+def _look(kubeconfig: Path, context: str | None,
+          deployments: Sequence[tuple[str, str]]) -> dict[str, str]:
     """`unfinished`, with an API that does not answer this once (a starved host) taken
     as not over yet rather than as the end of the run."""
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
     try:
-        return unfinished(kubeconfig, context, namespace)
+        return unfinished(kubeconfig, context, deployments)
     except (ApiException, HTTPError, OSError) as e:
         return {"(all)": f"the API did not answer ({type(e).__name__})"}

@@ -74,12 +74,16 @@ def test_a_rollout_past_its_progress_deadline_is_an_error_not_a_wait():
         rollouts.not_over(deployment(updated=1, progressing="ProgressDeadlineExceeded"))
 
 
+OURS = [("ml-model", "ml-model")]
+
+
 def looks(monkeypatch: pytest.MonkeyPatch, *answers: object) -> list[object]:
     """`unfinished` answering each of `answers` in turn (the last one for ever); an
     exception among them is raised."""
     left = list(answers)
 
-    def unfinished(kubeconfig: Path, context: str | None, namespace: str) -> dict[str, str]:
+    def unfinished(kubeconfig: Path, context: str | None,
+                   deployments: object) -> dict[str, str]:
         answer = left.pop(0) if len(left) > 1 else left[0]
         if isinstance(answer, BaseException):
             raise answer
@@ -91,26 +95,26 @@ def looks(monkeypatch: pytest.MonkeyPatch, *answers: object) -> list[object]:
 
 
 def test_await_returns_what_was_not_over_at_first(monkeypatch: pytest.MonkeyPatch):
-    early = {"ml-model": "0 of 3 replicas updated"}
-    looks(monkeypatch, early, {"ml-model": "1 old replica still running"}, {})
-    assert rollouts.await_over(Path("kc"), None, "ml-model", timeout=5, poll=0) == early
+    early = {"ml-model/ml-model": "0 of 3 replicas updated"}
+    looks(monkeypatch, early, {"ml-model/ml-model": "1 old replica still running"}, {})
+    assert rollouts.await_over(Path("kc"), None, OURS, timeout=5, poll=0) == early
 
 
 def test_await_of_rollouts_already_over_returns_nothing(monkeypatch: pytest.MonkeyPatch):
     looks(monkeypatch, {})
-    assert rollouts.await_over(Path("kc"), None, "ml-model", timeout=5, poll=0) == {}
+    assert rollouts.await_over(Path("kc"), None, OURS, timeout=5, poll=0) == {}
 
 
 def test_a_rollout_not_over_by_the_timeout_is_one_error_naming_it(
         monkeypatch: pytest.MonkeyPatch):
-    looks(monkeypatch, {"ml-model": "1 of 3 replicas updated"})
+    looks(monkeypatch, {"ml-model/ml-model": "1 of 3 replicas updated"})
     with pytest.raises(errors.DeployError, match=(
-            r"^the rollout is not over after 0s \(deployment/ml-model: 1 of 3 replicas "
-            r"updated\): see `kubectl -n ml-model describe deployment`")):
-        rollouts.await_over(Path("kc"), None, "ml-model", timeout=0, poll=0)
+            r"^the rollout is not over after 0s \(deployment ml-model/ml-model: 1 of 3 "
+            r"replicas updated\): see `kubectl describe deployment` in its namespace")):
+        rollouts.await_over(Path("kc"), None, OURS, timeout=0, poll=0)
 
 
 def test_an_api_that_does_not_answer_once_is_waited_through(monkeypatch: pytest.MonkeyPatch):
     looks(monkeypatch, ApiException(status=503), ConnectionResetError(), {})
-    assert rollouts.await_over(Path("kc"), None, "ml-model", timeout=5, poll=0) == {
+    assert rollouts.await_over(Path("kc"), None, OURS, timeout=5, poll=0) == {
         "(all)": "the API did not answer (ApiException)"}
