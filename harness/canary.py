@@ -228,10 +228,12 @@ def run(settings: Settings, ready: Prepared) -> Result:
                           rolled_back=ending_error is not None)
             plan = Plan(c.stable, c.candidate, rate=t.rate, limits=settings.verdict)
             stable = ce.stable_lives(lives, tracks)
+            cpu = host.samples()
             verdict = judge(kept, stable, plan, marks, final, watcher.gaps(),
-                            ce.tally_without(load.tally(), requests, left_out), host.samples())
+                            ce.tally_without(load.tally(), requests, left_out), cpu)
             live = ce.LiveVerdict(verdict.outcome, verdict.checks, verdict.summary())
-            promote_written = report.write(folder / "promote", verdict, kept, stable, events)
+            promote_written = report.write(folder / "promote", verdict, kept, stable, events,
+                                           cpu)
         else:
             kept, _ = ce.stable_side(requests, tracks, lives, slo_ms)
             left_out = _left_out(requests, kept)

@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.causes import cause
-from harness.evidence import Event, PodLife, Request
-from harness.verdict import Verdict, percentile
+from harness.evidence import CpuSample, Event, PodLife, Request
+from harness.verdict import STARVED_IDLE, Verdict, percentile
 
 if TYPE_CHECKING:  # the canary's judge imports scipy: verify's report does without it
     from harness.canary_evidence import CanaryRun, IntervalEvidence
@@ -79,14 +79,17 @@ class Bucket:
 
 
 def write(folder: Path, verdict: Verdict, requests: Sequence[Request],
-          lives: Sequence[PodLife], events: Sequence[Event]) -> Written:
+          lives: Sequence[PodLife], events: Sequence[Event],
+          host: Sequence[CpuSample] = ()) -> Written:
+    """`host`: the host's idle CPU while the load ran, drawn under the latency it explains
+    (none recorded: no such panel)."""
     folder.mkdir(parents=True, exist_ok=True)
     buckets = series(requests, verdict.marks.started, BUCKET_SECONDS,
                      verdict.plan.limits.slo_seconds * 1000)
     out = Written(folder / "verdict.json", folder / "junit.xml", folder / "report.html")
     _atomic(out.json, _json(verdict, buckets, lives, events).encode())
     _atomic(out.junit, _junit(verdict))
-    _atomic(out.html, _html(verdict, buckets, lives, events).encode())
+    _atomic(out.html, _html(verdict, buckets, lives, events, host).encode())
     return out
 
 
@@ -220,7 +223,7 @@ class _Axis:
 
 
 def _html(v: Verdict, buckets: Sequence[Bucket], lives: Sequence[PodLife],
-          events: Sequence[Event]) -> str:
+          events: Sequence[Event], host: Sequence[CpuSample]) -> str:
     checks = "".join(f'<li class="{_e(c.outcome)}"><b>{_e(c.name)}</b>: {_e(c.detail)}</li>'
                      for c in v.checks)
     columns = ("at_seconds", "cause", "status", "error", "version", "pod", "latency_ms")
@@ -234,7 +237,7 @@ def _html(v: Verdict, buckets: Sequence[Bucket], lives: Sequence[PodLife],
             f"<title>rollout gate: {_e(v.outcome.upper())}</title><style>{_CSS}</style></head>"
             f'<body><header class="{_e(v.outcome)}"><h1>{_e(v.outcome.upper())}</h1>'
             f'<p class="summary">{_e(v.summary())}</p></header><ul class="checks">{checks}</ul>'
-            f"{failures}<h2>Timeline</h2>{_svg(v, buckets, lives, events)}"
+            f"{failures}<h2>Timeline</h2>{_svg(v, buckets, lives, events, host)}"
             f"<details><summary>First failures ({len(v.first_failures)})</summary>{first}"
             f"</details><details><summary>Watch events ({len(events)})</summary>{evs}</details>"
             "</body></html>\n")
@@ -246,19 +249,21 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def _svg(v: Verdict, buckets: Sequence[Bucket], lives: Sequence[PodLife],
-         events: Sequence[Event]) -> str:
+         events: Sequence[Event], host: Sequence[CpuSample]) -> str:
     s = v.marks.started
     marks = [("upgrade start", 0.0), ("pulumi finished", _rel(v.marks.finished, s)),
              ("rollout completed", _rel(v.figures.completed, s))]
     ends = [t for _, t in marks if t is not None] + [_rel(v.marks.ended, s) or 0.0]
     lo = min([0.0] + [b.t for b in buckets[:1]])
     axis = _Axis(lo, max([lo + 1.0, *ends] + [b.t + BUCKET_SECONDS for b in buckets[-1:]]))
-    tops = [74 + i * (_PANEL + _GAP) for i in range(4)]
-    lanes, bottom = _lanes(axis, lives, events, v, tops[3] + _PANEL + _GAP)
+    panels = 5 if host else 4
+    tops = [74 + i * (_PANEL + _GAP) for i in range(panels)]
+    lanes, bottom = _lanes(axis, lives, events, v, tops[-1] + _PANEL + _GAP)
     parts = [_grid(axis, 60, bottom), _rate(axis, buckets, tops[0]),
-             _failed(axis, buckets, tops[1]), _latency(axis, buckets, tops[2]),
-             _share(axis, buckets, v, tops[3]), lanes,
-             _markers(axis, marks, bottom)]
+             _failed(axis, buckets, tops[1]), _latency(axis, buckets, tops[2])]
+    if host:
+        parts.append(_idle(axis, host, s, tops[3]))
+    parts += [_share(axis, buckets, v, tops[-1]), lanes, _markers(axis, marks, bottom)]
     defs = ('<defs><pattern id="stripes" width="6" height="6" patternUnits="userSpaceOnUse" '
             'patternTransform="rotate(45)"><rect width="3" height="6" fill="#fff" '
             'fill-opacity="0.6"/></pattern></defs>')
@@ -364,6 +369,23 @@ def _latency(axis: _Axis, buckets: Sequence[Bucket], top: float) -> str:
             runs[-1] += [f"{axis.x(b.t)},{y}", f"{axis.x(b.t + BUCKET_SECONDS)},{y}"]
         out += [f'<polyline points="{" ".join(run)}" fill="none" stroke="{colour}" '
                 'stroke-width="1.5"/>' for run in runs if run]
+    return "".join(out)
+
+
+def _idle(axis: _Axis, host: Sequence[CpuSample], start: float, top: float) -> str:
+    """Under the latency it explains: the host's idle CPU, red where under the share the
+    latency rule calls starved (then answers timed the host, not the release)."""
+    out = [_frame(top, f"host CPU idle, % of all cores (red: under {STARVED_IDLE:.0%}: "
+                       "answers then timed the host)", 100, "%")]
+    for c in host:
+        x0, x1 = axis.x(c.started - start), axis.x(c.t - start)
+        # a starved moment has next to no bar of its own: a pale band the panel's height
+        h = _PANEL if c.idle < STARVED_IDLE else round(max(1.0, c.idle * _PANEL), 1)
+        look = (f'fill="{_RED}" fill-opacity="0.35"' if c.idle < STARVED_IDLE
+                else f'fill="{_OTHER}"')
+        out.append(f'<rect x="{x0}" y="{round(top + _PANEL - h, 1)}" '
+                   f'width="{round(max(1.0, x1 - x0), 1)}" height="{h}" {look}>'
+                   f"<title>{_e(f'{c.t - start:.1f}s: {c.idle:.0%} idle')}</title></rect>")
     return "".join(out)
 
 

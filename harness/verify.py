@@ -93,7 +93,7 @@ def rehearse(settings: Settings, ready: Prepared) -> Result:
                                tuple(watcher.gaps()), load.tally(), tuple(host.samples()))
         verdict = judge(requests, lives, plan, marks, final, evidence.gaps, evidence.tally,
                         evidence.host)
-        written = report.write(folder, verdict, requests, lives, events)
+        written = report.write(folder, verdict, requests, lives, events, evidence.host)
     progress.say(f"verdict: {verdict.summary()}")
     progress.say(f"report: {written.html} (also {written.json.name}, {written.junit.name})")
     return Result(verdict, written, evidence)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness import report, verdict
-from harness.evidence import Event, FinalState, Marks, PodLife, Request, Tally
+from harness.evidence import CpuSample, Event, FinalState, Marks, PodLife, Request, Tally
 from harness.settings import VerdictSettings
 from harness.verdict import Plan
 
@@ -211,6 +211,20 @@ def test_a_failed_upgrade_is_drawn_without_the_marks_it_never_reached(tmp_path: 
     page = written.html.read_text()
     assert "upgrade start" in page and "pulumi finished" not in page
     assert "timed out &lt;readiness&gt;" in page
+
+
+def test_the_hosts_idle_cpu_is_drawn_under_the_latency_red_where_starved(
+        tmp_path: Path, passed):
+    host = [CpuSample(T0 + 2.0, 0.5, 0.40), CpuSample(T0 + 2.5, 0.5, 0.03),
+            CpuSample(T0 + 3.0, 0.5, 0.05)]
+    page = report.write(tmp_path, passed[0], passed[1], _lives(), _events(),
+                        host).html.read_text()
+    assert "host CPU idle, % of all cores (red: under 5%" in page
+    idle = re.findall(r'<rect [^>]*fill="([^"]+)"[^>]*><title>([^<]*% idle)</title>', page)
+    assert idle == [(report._OTHER, "2.0s: 40% idle"), (report._RED, "2.5s: 3% idle"),
+                    (report._OTHER, "3.0s: 5% idle")]
+    without = _write(tmp_path, passed).html.read_text()
+    assert "host CPU idle" not in without and "% idle</title>" not in without
 
 
 # -- series ----------------------------------------------------------------------
