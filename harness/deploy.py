@@ -139,20 +139,20 @@ class ModelStack:
 
     def _up(self, stack: auto.Stack, version: str) -> Outcome:
         started = time.monotonic()
-        timer = _DeploymentTimer()
+        steps = _DeploymentSteps()
         with progress.step(f"pulumi up: {self.project} {version} on {self.name}",
                            log_file=self.log_path, doing=self._pods_ready):
-            result = self._run(lambda: stack.up(on_output=self._output, on_event=timer,
+            result = self._run(lambda: stack.up(on_output=self._output, on_event=steps,
                                                 color="never"), f"pulumi up of {version}")
-            if self._await_rollouts(started, timer.changed):
-                timer.seconds = timer.since_started()
+            if self._await_rollouts(started, steps.changed):
+                steps.seconds = steps.since_started()
                 # the stack's outputs hold the Deployments as pulumi last read them, before
                 # their rollout: read the cluster again so that state and outputs are true
                 result = self._run(lambda: stack.up(on_output=self._output, refresh=True,
                                                     color="never"),
                                    f"pulumi up --refresh of {version}")
         return Outcome(version, _plain(result.outputs), dict(result.summary.resource_changes or {}),
-                       round(time.monotonic() - started, 1), timer.seconds)
+                       round(time.monotonic() - started, 1), steps.seconds)
 
     def _await_rollouts(self, started: float, changed: list[tuple[str, str]]) -> bool:
         """After `pulumi up`: wait for what it may not have awaited (harness/rollouts.py),
@@ -473,9 +473,9 @@ def check_values(settings: Settings, helm: Path, version: str, scratch: Path) ->
                                 f"was created: {e}") from e
 
 
-class _DeploymentTimer:
-    """Times the Deployment's step (update and rollout await) from the engine's events,
-    and notes each Deployment the update created or changed."""
+class _DeploymentSteps:
+    """From the engine's events: the time of the Deployment's step (update and rollout
+    await), and each Deployment the update created or changed."""
 
     TYPE = "kubernetes:apps/v1:Deployment"
     ROLLING = ("create", "update", "replace", "create-replacement")

@@ -380,9 +380,9 @@ def _idle(axis: _Axis, host: Sequence[CpuSample], start: float, top: float) -> s
     for c in host:
         x0, x1 = axis.x(c.started - start), axis.x(c.t - start)
         # a starved moment has next to no bar of its own: a pale band the panel's height
-        h = _PANEL if c.idle < STARVED_IDLE else round(max(1.0, c.idle * _PANEL), 1)
-        look = (f'fill="{_RED}" fill-opacity="0.35"' if c.idle < STARVED_IDLE
-                else f'fill="{_OTHER}"')
+        starved = c.idle < STARVED_IDLE
+        h = _PANEL if starved else round(max(1.0, c.idle * _PANEL), 1)
+        look = f'fill="{_RED}" fill-opacity="0.35"' if starved else f'fill="{_OTHER}"'
         out.append(f'<rect x="{x0}" y="{round(top + _PANEL - h, 1)}" '
                    f'width="{round(max(1.0, x1 - x0), 1)}" height="{h}" {look}>'
                    f"<title>{_e(f'{c.t - start:.1f}s: {c.idle:.0%} idle')}</title></rect>")

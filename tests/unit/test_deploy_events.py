@@ -7,7 +7,7 @@ from typing import Any
 
 from pulumi.automation import events
 
-from harness.deploy import _DeploymentTimer
+from harness.deploy import _DeploymentSteps
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 
@@ -27,21 +27,21 @@ def step(op: str, kind: str = DEPLOYMENT, name: str = "ml-model",
 
 
 def test_created_and_changed_deployments_are_noted_with_their_namespace():
-    timer = _DeploymentTimer()
+    steps = _DeploymentSteps()
     for event in (step("update", done=False), step("update"),
                   step("create", name="ml-model-canary"),
                   step("same", name="ml-model-baseline"),
                   step("delete", name="ml-model-old"),
                   step("update", kind="kubernetes:core/v1:Service"),
                   step("create", name="bare", namespace=None)):
-        timer(event)
-    assert timer.changed == [("ml-model", "ml-model"), ("ml-model", "ml-model-canary"),
+        steps(event)
+    assert steps.changed == [("ml-model", "ml-model"), ("ml-model", "ml-model-canary"),
                              ("default", "bare")]
-    assert timer.seconds is not None
+    assert steps.seconds is not None
 
 
 def test_an_update_that_leaves_the_deployment_alone_notes_nothing():
-    timer = _DeploymentTimer()
-    timer(step("same", done=False))
-    timer(step("same"))
-    assert (timer.changed, timer.seconds, timer.since_started()) == ([], None, None)
+    steps = _DeploymentSteps()
+    steps(step("same", done=False))
+    steps(step("same"))
+    assert (steps.changed, steps.seconds, steps.since_started()) == ([], None, None)
